@@ -1,0 +1,30 @@
+"""The ``carrier`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from carrier import __version__
+from carrier.cli import chat, db, persona, train
+
+app = typer.Typer(
+    name="carrier",
+    help="Carrier: a persona bot that lives in group chats.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.command("run")(chat.run_bot)
+app.command("chat")(chat.chat)
+app.command("train")(train.train)
+app.add_typer(db.app, name="db", help="Database schema migrations.")
+app.add_typer(persona.app, name="persona", help="The bot's persona: import, export, edit.")
+
+
+@app.command("version")
+def version() -> None:
+    """Print Carrier's version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""Clients: terminal (and later Discord, HTTP, Instagram)."""

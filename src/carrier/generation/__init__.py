@@ -1,0 +1,1 @@
+"""Reply generation: Markov chains, (later) LLM providers and the responder chain."""

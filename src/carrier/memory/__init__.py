@@ -1,0 +1,1 @@
+"""Memory: the short-term log window (and, later, long-term facts)."""

@@ -1,0 +1,69 @@
+"""The short-term log: recording messages and reading a channel's recent window.
+
+The window is a time query over the log and the archive (``short_term_hours``, 24 by
+default), newest first until the token budget is spent, returned oldest first.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from carrier.store.messages import LoggedMessage
+from carrier.store.store import Store
+
+_PAGE = 200
+
+
+def estimate_tokens(text: str) -> int:
+    """A close, fast token estimate for budgeting (~4 characters per token, plus framing)."""
+    return len(text) // 4 + 4
+
+
+class ShortTermMemory:
+    def __init__(self, store: Store, hours: float) -> None:
+        self._store = store
+        self._span = timedelta(hours=hours)
+
+    async def record_in(self, conn: AsyncConnection, message: LoggedMessage) -> bool:
+        """Log ``message`` in the caller's transaction; False if it was already known
+        (a replayed or duplicated event), in the log or already archived."""
+        repo = self._store.messages
+        if await repo.is_archived(conn, message.agent_id, message.channel_id, message.message_id):
+            return False
+        return await repo.insert_in(conn, message)
+
+    async def window(
+        self,
+        agent_id: str,
+        channel_id: str,
+        now: datetime,
+        budget_tokens: int,
+        *,
+        before: datetime | None = None,
+        exclude_message_id: str | None = None,
+    ) -> list[LoggedMessage]:
+        """The channel's recent messages within ``budget_tokens``, oldest first."""
+        since = now - self._span
+        kept: list[LoggedMessage] = []
+        spent = 0
+        cursor = before
+        while True:
+            page = await self._store.messages.recent(
+                agent_id, channel_id, since, _PAGE, before=cursor
+            )
+            for logged in page:
+                if logged.message_id == exclude_message_id:
+                    continue
+                cost = estimate_tokens(logged.author_name) + estimate_tokens(logged.text)
+                if spent + cost > budget_tokens:
+                    kept.reverse()
+                    return kept
+                spent += cost
+                kept.append(logged)
+            if len(page) < _PAGE:
+                break
+            cursor = page[-1].created_at
+        kept.reverse()
+        return kept

@@ -1,0 +1,1 @@
+"""Persona: character files and the live persona in the database."""

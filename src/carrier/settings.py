@@ -1,0 +1,306 @@
+"""One validated configuration: ``config.yaml`` + environment variables + ``.env``.
+
+Precedence, highest first: explicit keyword arguments (tests), environment variables
+(``CARRIER_<SECTION>__<KEY>``, plus the well-known ``DATABASE_URL``, ``REDIS_URL`` and
+``DISCORD_TOKEN``), ``.env``, ``config.yaml``, defaults.
+
+A wrong value raises :class:`ConfigError` naming the key, the offending value and what is
+allowed.  Secrets are :class:`pydantic.SecretStr`, so they never show in a repr, a log line or
+an error message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG_FILE = Path("config.yaml")
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/carrier.db"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message is meant for the operator, as is."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class AgentSettings(_Section):
+    id: str = Field("fish", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    character_file: Path = Path("characters/fish.yaml")
+    nicknames: list[str] = Field(default_factory=list)
+
+
+_URL_PREFIXES = (
+    "sqlite+aiosqlite://",
+    "postgresql+asyncpg://",
+    "sqlite://",
+    "postgresql://",
+    "postgres://",
+)
+
+
+def _check_database_url(value: str) -> str:
+    if not value.startswith(_URL_PREFIXES):
+        raise ValueError("must start with one of " + ", ".join(_URL_PREFIXES))
+    return value
+
+
+def mask_url(value: str) -> str:
+    """``scheme://user:password@host`` -> ``scheme://user:***@host`` (for messages and logs)."""
+    return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", value)
+
+
+class DatabaseSettings(_Section):
+    # repr=False: a PostgreSQL URL may carry a password.
+    url: str = Field(DEFAULT_DATABASE_URL, repr=False)
+    echo: bool = False
+    busy_timeout_ms: int = Field(5000, ge=0, le=600_000)
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        return _check_database_url(value)
+
+    @property
+    def async_url(self) -> str:
+        """The URL with the async driver SQLAlchemy needs."""
+        url = self.url
+        for plain, driver in (
+            ("sqlite://", "sqlite+aiosqlite://"),
+            ("postgresql://", "postgresql+asyncpg://"),
+            ("postgres://", "postgresql+asyncpg://"),
+        ):
+            if url.startswith(plain):
+                return driver + url[len(plain) :]
+        return url
+
+
+class EngineSettings(_Section):
+    short_term_hours: float = Field(24.0, gt=0, le=24 * 30)
+    context_token_budget: int = Field(1500, ge=50, le=1_000_000)
+    conversation_window_seconds: int = Field(180, ge=0, le=86_400)
+    question_window_seconds: int = Field(300, ge=0, le=86_400)
+    answer_bots: bool = False
+    max_bot_exchanges: int = Field(3, ge=0, le=100)
+    reply_chance: float = Field(0.0, ge=0.0, le=1.0)
+    max_message_chars: int = Field(4000, ge=100, le=1_000_000)
+    max_reply_chars: int = Field(2000, ge=50, le=100_000)
+
+
+class RelationshipSettings(_Section):
+    decay_per_hour: float = Field(0.05, ge=0.0, le=10.0)
+    sensitivity: float = Field(1.0, ge=0.0, le=10.0)
+
+
+class MoodSettings(_Section):
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("must be an IANA time zone such as UTC or Europe/Paris") from exc
+        return value
+
+
+class MarkovSettings(_Section):
+    state_size: int = Field(2, ge=1, le=3)
+    max_words: int = Field(30, ge=3, le=200)
+    tries: int = Field(20, ge=1, le=500)
+    persona_weight: float = Field(0.25, ge=0.0, le=1.0)
+
+
+class RateLimitSettings(_Section):
+    per_user: str = "30/minute"
+    global_: str = Field("10000/minute", alias="global")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=True)
+
+    @field_validator("per_user", "global_")
+    @classmethod
+    def _parseable(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError("must be a rate such as '30/minute' or '10000 per hour'") from exc
+        return value
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_lines: bool = False
+
+
+class DiscordSettings(_Section):
+    token: SecretStr | None = None
+
+
+class Settings(BaseSettings):
+    """The whole configuration.  Build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CARRIER_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        # .env may hold variables for other tools; only CARRIER_* ones (and the well-known
+        # names below) are ours, and a misspelt CARRIER_* one is reported as unknown.
+        dotenv_filtering="match_prefix",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    relationships: RelationshipSettings = Field(default_factory=RelationshipSettings)
+    mood: MoodSettings = Field(default_factory=MoodSettings)
+    markov: MarkovSettings = Field(default_factory=MarkovSettings)
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    discord: DiscordSettings = Field(default_factory=DiscordSettings)
+
+    # Well-known variables operators already have in their environment.
+    database_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("DATABASE_URL", "CARRIER_DATABASE_URL"),
+        repr=False,
+    )
+    redis_url: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("REDIS_URL", "CARRIER_REDIS_URL")
+    )
+    discord_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("DISCORD_TOKEN", "CARRIER_DISCORD_TOKEN")
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database_driver(cls, value: str | None) -> str | None:
+        return None if value is None else _check_database_url(value)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = os.environ.get("CARRIER_CONFIG", str(DEFAULT_CONFIG_FILE))
+        yaml_source = YamlConfigSettingsSource(settings_cls, yaml_file=config_file)
+        return init_settings, env_settings, dotenv_settings, yaml_source
+
+    @property
+    def effective_database_url(self) -> str:
+        """``DATABASE_URL`` wins over ``database.url``; always with an async driver."""
+        if self.database_url:
+            return DatabaseSettings(url=self.database_url).async_url
+        return self.database.async_url
+
+    @property
+    def effective_discord_token(self) -> SecretStr | None:
+        return self.discord_token or self.discord.token
+
+
+# The last part of a key that holds a secret: discord.token, DISCORD_TOKEN, redis_url, ...
+_SECRET_KEY = re.compile(r"(^|_)(token|password|secret|api_key|redis_url)$|^discord$", re.I)
+
+
+def _origin(loc: tuple[Any, ...], loaded: dict[str, Any] | None, source: str) -> str:
+    """The config file when it holds the key, else the environment (or .env)."""
+    node: Any = loaded
+    for part in loc:
+        if not isinstance(node, dict) or part not in node:
+            return "environment/.env"
+        node = node[part]
+    return source
+
+
+def _describe(error: dict[str, Any], source: str, loaded: dict[str, Any] | None = None) -> str:
+    loc = tuple(error["loc"])
+    key = ".".join(str(part) for part in loc) or "(top level)"
+    origin = _origin(loc, loaded, source) if loc else source
+    value = error.get("input")
+    if error["type"] == "extra_forbidden":
+        return f"{origin}: unknown key '{key}' (check its spelling; see config.example.yaml)"
+    last = str(loc[-1]) if loc else ""
+    if _SECRET_KEY.search(last):
+        shown = "<hidden>"
+    elif isinstance(value, dict):
+        shown = "(a section)"
+    elif isinstance(value, str) and "url" in last.lower():
+        shown = repr(mask_url(value))
+    else:
+        shown = repr(value)
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    return f"{origin}: {key} = {shown}: {message}"
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Read and validate the configuration, or raise :class:`ConfigError`.
+
+    ``config_file`` defaults to ``$CARRIER_CONFIG`` or ``./config.yaml``; a missing default
+    file is fine (defaults apply), a missing explicit file is an error.
+    """
+    source = str(config_file or os.environ.get("CARRIER_CONFIG", DEFAULT_CONFIG_FILE))
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+    path = Path(source)
+    loaded: Any = None
+    if path.is_file():
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise ConfigError(f"{source}: not UTF-8 text") from None
+        except yaml.YAMLError as exc:
+            # Not str(exc): its snippet of the offending line could show a secret.
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or "syntax error"
+            raise ConfigError(f"{source}: not valid YAML{where}: {problem}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{source}: the top level must be a mapping of sections")
+    previous = os.environ.get("CARRIER_CONFIG")
+    os.environ["CARRIER_CONFIG"] = source
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = [_describe(err, source, loaded) for err in exc.errors()]  # type: ignore[arg-type]
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    finally:
+        if previous is None:
+            os.environ.pop("CARRIER_CONFIG", None)
+        else:
+            os.environ["CARRIER_CONFIG"] = previous

@@ -1,0 +1,1 @@
+"""Persistence: schema, migrations and repositories over SQLAlchemy 2 (async)."""

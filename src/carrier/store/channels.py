@@ -1,0 +1,144 @@
+"""Guild and channel settings (active or not, reply mode, chance) and guild emotes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from carrier.store.schema import channel_settings, guild_emotes, guild_settings
+from carrier.store.upsert import insert
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelPolicy:
+    """What the settings say for one channel (guild settings folded in)."""
+
+    active: bool = True
+    reply_mode: str = "contextual"
+    reply_chance: float | None = None
+
+
+class ChannelSettingsRepository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def policy(self, agent_id: str, guild_id: str | None, channel_id: str) -> ChannelPolicy:
+        async with self._engine.connect() as conn:
+            channel = (
+                await conn.execute(
+                    select(channel_settings).where(
+                        channel_settings.c.agent_id == agent_id,
+                        channel_settings.c.channel_id == channel_id,
+                    )
+                )
+            ).first()
+            guild = None
+            if guild_id is not None:
+                guild = (
+                    await conn.execute(
+                        select(guild_settings).where(
+                            guild_settings.c.agent_id == agent_id,
+                            guild_settings.c.guild_id == guild_id,
+                        )
+                    )
+                ).first()
+        active = (guild is None or guild.active) and (channel is None or channel.active)
+        chance = channel.reply_chance if channel is not None else None
+        if chance is None and guild is not None:
+            chance = guild.reply_chance
+        mode = channel.reply_mode if channel is not None else "contextual"
+        return ChannelPolicy(active=active, reply_mode=mode, reply_chance=chance)
+
+    async def set_channel(
+        self,
+        agent_id: str,
+        channel_id: str,
+        guild_id: str | None = None,
+        *,
+        active: bool | None = None,
+        reply_mode: str | None = None,
+        reply_chance: float | None = None,
+    ) -> None:
+        values: dict[str, object] = {"updated_at": datetime.now(UTC)}
+        if active is not None:
+            values["active"] = active
+        if reply_mode is not None:
+            values["reply_mode"] = reply_mode
+        if reply_chance is not None:
+            values["reply_chance"] = reply_chance
+        if guild_id is not None:
+            values["guild_id"] = guild_id
+        stmt = insert(channel_settings, self._engine.dialect.name).values(
+            agent_id=agent_id,
+            channel_id=channel_id,
+            guild_id=guild_id,
+            active=True if active is None else active,
+            reply_mode=reply_mode or "contextual",
+            reply_chance=reply_chance,
+            updated_at=values["updated_at"],
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                stmt.on_conflict_do_update(index_elements=["agent_id", "channel_id"], set_=values)
+            )
+
+    async def set_guild(
+        self,
+        agent_id: str,
+        guild_id: str,
+        *,
+        active: bool | None = None,
+        reply_chance: float | None = None,
+    ) -> None:
+        values: dict[str, object] = {"updated_at": datetime.now(UTC)}
+        if active is not None:
+            values["active"] = active
+        if reply_chance is not None:
+            values["reply_chance"] = reply_chance
+        stmt = insert(guild_settings, self._engine.dialect.name).values(
+            agent_id=agent_id,
+            guild_id=guild_id,
+            active=True if active is None else active,
+            reply_chance=reply_chance,
+            updated_at=values["updated_at"],
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                stmt.on_conflict_do_update(index_elements=["agent_id", "guild_id"], set_=values)
+            )
+
+
+class EmoteRepository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def replace(self, agent_id: str, guild_id: str, emotes: dict[str, str]) -> None:
+        """Replace the guild's custom emotes (name -> platform markup)."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                delete(guild_emotes).where(
+                    guild_emotes.c.agent_id == agent_id, guild_emotes.c.guild_id == guild_id
+                )
+            )
+            if emotes:
+                await conn.execute(
+                    guild_emotes.insert(),
+                    [
+                        {"agent_id": agent_id, "guild_id": guild_id, "name": name, "markup": markup}
+                        for name, markup in emotes.items()
+                    ],
+                )
+
+    async def for_guild(self, agent_id: str, guild_id: str | None) -> dict[str, str]:
+        if guild_id is None:
+            return {}
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                select(guild_emotes.c.name, guild_emotes.c.markup).where(
+                    guild_emotes.c.agent_id == agent_id, guild_emotes.c.guild_id == guild_id
+                )
+            )
+            return {row.name: row.markup for row in rows}

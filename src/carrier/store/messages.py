@@ -1,0 +1,255 @@
+"""The short-term message log and the permanent archive.
+
+The bot's 24-hour view is a time query over both tables, so moving messages into the archive
+(consolidation) never leaves it without context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from carrier.store.schema import message_archive, short_term_messages
+from carrier.store.upsert import insert
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedMessage:
+    """One message as the log keeps it."""
+
+    agent_id: str
+    channel_id: str
+    message_id: str
+    author_id: str
+    author_name: str
+    text: str
+    created_at: datetime
+    guild_id: str | None = None
+    author_is_bot: bool = False
+    is_self: bool = False
+    reply_to_message_id: str | None = None
+    reply_to_author_id: str | None = None
+    answered_reason: str | None = None
+
+    def as_row(self) -> dict[str, object]:
+        return {
+            "agent_id": self.agent_id,
+            "guild_id": self.guild_id,
+            "channel_id": self.channel_id,
+            "message_id": self.message_id,
+            "author_id": self.author_id,
+            "author_name": self.author_name,
+            "author_is_bot": self.author_is_bot,
+            "is_self": self.is_self,
+            "text": self.text,
+            "reply_to_message_id": self.reply_to_message_id,
+            "reply_to_author_id": self.reply_to_author_id,
+            "created_at": self.created_at,
+            "answered_reason": self.answered_reason,
+            "deleted": False,
+        }
+
+
+_COLUMNS = (
+    "agent_id",
+    "guild_id",
+    "channel_id",
+    "message_id",
+    "author_id",
+    "author_name",
+    "author_is_bot",
+    "is_self",
+    "text",
+    "reply_to_message_id",
+    "reply_to_author_id",
+    "created_at",
+    "answered_reason",
+)
+
+
+def _row_to_message(row: object) -> LoggedMessage:
+    return LoggedMessage(**{name: getattr(row, name) for name in _COLUMNS})
+
+
+class MessageLogRepository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def insert_in(self, conn: AsyncConnection, message: LoggedMessage) -> bool:
+        """Log ``message`` inside the caller's transaction; False when already logged."""
+        # Consolidated messages live in the archive; a replayed event must not log them again.
+        archived = await conn.scalar(
+            select(message_archive.c.id).where(
+                message_archive.c.agent_id == message.agent_id,
+                message_archive.c.channel_id == message.channel_id,
+                message_archive.c.message_id == message.message_id,
+            )
+        )
+        if archived is not None:
+            return False
+        stmt = insert(short_term_messages, conn.dialect.name).values(**message.as_row())
+        stmt = stmt.on_conflict_do_nothing(index_elements=["agent_id", "channel_id", "message_id"])
+        result = await conn.execute(stmt)
+        return bool(result.rowcount)
+
+    async def is_archived(
+        self, conn: AsyncConnection, agent_id: str, channel_id: str, message_id: str
+    ) -> bool:
+        found = await conn.scalar(
+            select(message_archive.c.id).where(
+                message_archive.c.agent_id == agent_id,
+                message_archive.c.channel_id == channel_id,
+                message_archive.c.message_id == message_id,
+            )
+        )
+        return found is not None
+
+    async def is_known(
+        self, conn: AsyncConnection, agent_id: str, channel_id: str, message_id: str
+    ) -> bool:
+        for table in (short_term_messages, message_archive):
+            found = await conn.scalar(
+                select(table.c.id).where(
+                    table.c.agent_id == agent_id,
+                    table.c.channel_id == channel_id,
+                    table.c.message_id == message_id,
+                )
+            )
+            if found is not None:
+                return True
+        return False
+
+    async def mark_answered(
+        self, agent_id: str, channel_id: str, message_id: str, reason: str
+    ) -> bool:
+        """Claim a message for a reply; False if it was already answered (never twice)."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(short_term_messages)
+                .where(
+                    short_term_messages.c.agent_id == agent_id,
+                    short_term_messages.c.channel_id == channel_id,
+                    short_term_messages.c.message_id == message_id,
+                    short_term_messages.c.answered_reason.is_(None),
+                )
+                .values(answered_reason=reason)
+            )
+            return bool(result.rowcount)
+
+    async def edit(self, agent_id: str, channel_id: str, message_id: str, text: str) -> bool:
+        async with self._engine.begin() as conn:
+            changed = 0
+            for table in (short_term_messages, message_archive):
+                result = await conn.execute(
+                    update(table)
+                    .where(
+                        table.c.agent_id == agent_id,
+                        table.c.channel_id == channel_id,
+                        table.c.message_id == message_id,
+                    )
+                    .values(text=text)
+                )
+                changed += result.rowcount
+            return bool(changed)
+
+    async def mark_deleted(self, agent_id: str, channel_id: str, message_id: str) -> bool:
+        async with self._engine.begin() as conn:
+            changed = 0
+            for table in (short_term_messages, message_archive):
+                result = await conn.execute(
+                    update(table)
+                    .where(
+                        table.c.agent_id == agent_id,
+                        table.c.channel_id == channel_id,
+                        table.c.message_id == message_id,
+                    )
+                    .values(deleted=True)
+                )
+                changed += result.rowcount
+            return bool(changed)
+
+    async def recent(
+        self,
+        agent_id: str,
+        channel_id: str,
+        since: datetime,
+        limit: int,
+        before: datetime | None = None,
+    ) -> list[LoggedMessage]:
+        """Newest first: messages of the channel since ``since`` (log and archive)."""
+        async with self._engine.connect() as conn:
+            return await self.recent_in(conn, agent_id, channel_id, since, limit, before)
+
+    async def recent_in(
+        self,
+        conn: AsyncConnection,
+        agent_id: str,
+        channel_id: str,
+        since: datetime,
+        limit: int,
+        before: datetime | None = None,
+    ) -> list[LoggedMessage]:
+        rows: list[LoggedMessage] = []
+        for table in (short_term_messages, message_archive):
+            conditions = [
+                table.c.agent_id == agent_id,
+                table.c.channel_id == channel_id,
+                table.c.created_at >= since,
+                table.c.deleted.is_(False),
+            ]
+            if before is not None:
+                conditions.append(table.c.created_at < before)
+            query = (
+                select(*(table.c[name] for name in _COLUMNS))
+                .where(and_(*conditions))
+                .order_by(table.c.created_at.desc(), table.c.id.desc())
+                .limit(limit)
+            )
+            rows.extend(_row_to_message(row) for row in await conn.execute(query))
+        rows.sort(key=lambda m: m.created_at, reverse=True)
+        return rows[:limit]
+
+    async def count(self, agent_id: str, archived: bool = False) -> int:
+        table = message_archive if archived else short_term_messages
+        async with self._engine.connect() as conn:
+            value = await conn.scalar(
+                select(func.count()).select_from(table).where(table.c.agent_id == agent_id)
+            )
+            return int(value or 0)
+
+    async def by_author(
+        self, agent_id: str, author_id: str, limit: int = 100
+    ) -> Sequence[LoggedMessage]:
+        async with self._engine.connect() as conn:
+            out: list[LoggedMessage] = []
+            for table in (short_term_messages, message_archive):
+                query = (
+                    select(*(table.c[name] for name in _COLUMNS))
+                    .where(table.c.agent_id == agent_id, table.c.author_id == author_id)
+                    .order_by(table.c.created_at.desc())
+                    .limit(limit)
+                )
+                out.extend(_row_to_message(row) for row in await conn.execute(query))
+            out.sort(key=lambda m: m.created_at, reverse=True)
+            return out[:limit]
+
+    async def rename(
+        self, agent_id: str, channel_id: str, message_id: str, new_message_id: str
+    ) -> bool:
+        """Give a logged message its platform id (the bot's replies are logged before the
+        platform assigns one)."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(short_term_messages)
+                .where(
+                    short_term_messages.c.agent_id == agent_id,
+                    short_term_messages.c.channel_id == channel_id,
+                    short_term_messages.c.message_id == message_id,
+                )
+                .values(message_id=new_message_id)
+            )
+            return bool(result.rowcount)

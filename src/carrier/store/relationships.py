@@ -1,0 +1,84 @@
+"""Per-user relationship metrics; the database CHECKs the ranges too."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from carrier.store.schema import relationships
+from carrier.store.upsert import insert
+
+RANGES: dict[str, tuple[float, float]] = {
+    "anger": (0.0, 10.0),
+    "rapport": (0.0, 10.0),
+    "trust": (0.0, 10.0),
+    "formality": (-5.0, 5.0),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RelationshipRow:
+    anger: float
+    rapport: float
+    trust: float
+    formality: float
+    updated_at: datetime
+
+
+class RelationshipRepository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def get(self, agent_id: str, user_id: str) -> RelationshipRow | None:
+        async with self._engine.connect() as conn:
+            return await self.get_in(conn, agent_id, user_id)
+
+    async def get_in(
+        self, conn: AsyncConnection, agent_id: str, user_id: str, *, for_update: bool = False
+    ) -> RelationshipRow | None:
+        """Read inside the caller's transaction; ``for_update`` locks the row on PostgreSQL."""
+        query = select(relationships).where(
+            relationships.c.agent_id == agent_id, relationships.c.user_id == user_id
+        )
+        if for_update:
+            query = query.with_for_update()
+        row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        return RelationshipRow(row.anger, row.rapport, row.trust, row.formality, row.updated_at)
+
+    async def put(self, agent_id: str, user_id: str, row: RelationshipRow) -> None:
+        async with self._engine.begin() as conn:
+            await self.put_in(conn, agent_id, user_id, row)
+
+    async def put_in(
+        self, conn: AsyncConnection, agent_id: str, user_id: str, row: RelationshipRow
+    ) -> None:
+        values = {
+            "agent_id": agent_id,
+            "user_id": user_id,
+            "anger": row.anger,
+            "rapport": row.rapport,
+            "trust": row.trust,
+            "formality": row.formality,
+            "updated_at": row.updated_at,
+        }
+        stmt = insert(relationships, conn.dialect.name).values(**values)
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["agent_id", "user_id"],
+                set_={k: v for k, v in values.items() if k not in ("agent_id", "user_id")},
+            )
+        )
+
+    async def delete(self, agent_id: str, user_id: str) -> bool:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                delete(relationships).where(
+                    relationships.c.agent_id == agent_id, relationships.c.user_id == user_id
+                )
+            )
+            return bool(result.rowcount)

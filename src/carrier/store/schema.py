@@ -1,0 +1,289 @@
+"""The relational schema, one for SQLite and PostgreSQL.
+
+Every row that belongs to a bot carries ``agent_id`` so one database can hold several
+personas.  The schema is created and changed only by the Alembic migrations in
+``carrier/store/migrations``; this module is their source of truth for autogenerate and the
+tables the repositories query with SQLAlchemy Core.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+ID = String(64)  # agent ids, platform ids (Discord snowflakes as text), names of keys
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, on SQLite (which stores naive text) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use datetime.now(UTC)")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+TS = UTCDateTime()
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", TS, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("agent_id", ID, ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", ID, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("is_bot", Boolean, nullable=False, default=False),
+    Column("first_seen", TS, nullable=False),
+    Column("last_seen", TS, nullable=False),
+    Column("message_count", Integer, nullable=False, default=0),
+)
+
+user_nicknames = Table(
+    "user_nicknames",
+    metadata,
+    Column("agent_id", ID, primary_key=True),
+    Column("user_id", ID, primary_key=True),
+    Column("nickname", String(200), primary_key=True),
+    Column("first_seen", TS, nullable=False),
+    Column("last_seen", TS, nullable=False),
+)
+
+persona_items = Table(
+    "persona_items",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("agent_id", ID, ForeignKey("agents.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("position", Integer, nullable=False, default=0),
+    Column("created_at", TS, nullable=False),
+    CheckConstraint(
+        "kind IN ('trait', 'lore', 'fact', 'bio', 'topic', 'style', 'example', 'post_example',"
+        " 'nickname')",
+        name="kind",
+    ),
+    Index("ix_persona_items_agent_kind", "agent_id", "kind", "position"),
+)
+
+memory_facts = Table(
+    "memory_facts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("agent_id", ID, nullable=False),
+    Column("user_id", ID, nullable=False),
+    Column("guild_id", ID, nullable=True),
+    Column("fact", Text, nullable=False),
+    Column("category", String(64), nullable=False, default="general"),
+    Column("first_mentioned", TS, nullable=False),
+    Column("last_mentioned", TS, nullable=False),
+    Column("reference_count", Integer, nullable=False, default=1),
+    Column("source_message_id", ID, nullable=True),
+    Column("superseded_by", Integer, ForeignKey("memory_facts.id"), nullable=True),
+    Column("embedding", LargeBinary, nullable=True),
+    Column("embedding_model", String(200), nullable=True),
+    Column("embedding_dim", Integer, nullable=True),
+    CheckConstraint("reference_count >= 1", name="reference_count"),
+    Index("ix_memory_facts_agent_user", "agent_id", "user_id", "guild_id"),
+)
+
+relationships = Table(
+    "relationships",
+    metadata,
+    Column("agent_id", ID, primary_key=True),
+    Column("user_id", ID, primary_key=True),
+    Column("anger", Float, nullable=False),
+    Column("rapport", Float, nullable=False),
+    Column("trust", Float, nullable=False),
+    Column("formality", Float, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    CheckConstraint("anger >= 0 AND anger <= 10", name="anger_range"),
+    CheckConstraint("rapport >= 0 AND rapport <= 10", name="rapport_range"),
+    CheckConstraint("trust >= 0 AND trust <= 10", name="trust_range"),
+    CheckConstraint("formality >= -5 AND formality <= 5", name="formality_range"),
+)
+
+global_state = Table(
+    "global_state",
+    metadata,
+    Column("agent_id", ID, primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+
+def _message_columns() -> list[Column[object]]:
+    return [
+        Column(
+            "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+        ),
+        Column("agent_id", ID, nullable=False),
+        Column("guild_id", ID, nullable=True),
+        Column("channel_id", ID, nullable=False),
+        Column("message_id", ID, nullable=False),
+        Column("author_id", ID, nullable=False),
+        Column("author_name", String(200), nullable=False),
+        Column("author_is_bot", Boolean, nullable=False, default=False),
+        Column("is_self", Boolean, nullable=False, default=False),
+        Column("text", Text, nullable=False),
+        Column("reply_to_message_id", ID, nullable=True),
+        Column("reply_to_author_id", ID, nullable=True),
+        Column("created_at", TS, nullable=False),
+        Column("answered_reason", String(200), nullable=True),
+        Column("deleted", Boolean, nullable=False, default=False),
+    ]
+
+
+short_term_messages = Table(
+    "short_term_messages",
+    metadata,
+    *_message_columns(),
+    UniqueConstraint("agent_id", "channel_id", "message_id", name="uq_short_term_message"),
+    Index("ix_short_term_channel_time", "agent_id", "channel_id", "created_at"),
+    Index("ix_short_term_agent_time", "agent_id", "created_at"),
+)
+
+message_archive = Table(
+    "message_archive",
+    metadata,
+    *_message_columns(),
+    Column("archived_at", TS, nullable=False),
+    UniqueConstraint("agent_id", "channel_id", "message_id", name="uq_archive_message"),
+    Index("ix_archive_channel_time", "agent_id", "channel_id", "created_at"),
+    Index("ix_archive_author", "agent_id", "author_id"),
+)
+
+guild_settings = Table(
+    "guild_settings",
+    metadata,
+    Column("agent_id", ID, primary_key=True),
+    Column("guild_id", ID, primary_key=True),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("reply_chance", Float, nullable=True),
+    Column("admin_role_id", ID, nullable=True),
+    Column("quiet_hours_start", Integer, nullable=True),
+    Column("quiet_hours_end", Integer, nullable=True),
+    Column("updated_at", TS, nullable=False),
+    CheckConstraint(
+        "reply_chance IS NULL OR (reply_chance >= 0 AND reply_chance <= 1)",
+        name="reply_chance_range",
+    ),
+)
+
+channel_settings = Table(
+    "channel_settings",
+    metadata,
+    Column("agent_id", ID, primary_key=True),
+    Column("channel_id", ID, primary_key=True),
+    Column("guild_id", ID, nullable=True),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("reply_mode", String(16), nullable=False, default="contextual"),
+    Column("reply_chance", Float, nullable=True),
+    Column("updated_at", TS, nullable=False),
+    CheckConstraint("reply_mode IN ('mention', 'contextual', 'chance')", name="reply_mode"),
+    CheckConstraint(
+        "reply_chance IS NULL OR (reply_chance >= 0 AND reply_chance <= 1)",
+        name="reply_chance_range",
+    ),
+)
+
+guild_emotes = Table(
+    "guild_emotes",
+    metadata,
+    Column("agent_id", ID, primary_key=True),
+    Column("guild_id", ID, primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("markup", String(200), nullable=False),
+)
+
+markov_chains = Table(
+    "markov_chains",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("agent_id", ID, nullable=False),
+    Column("guild_id", ID, nullable=False),
+    Column("state_size", Integer, nullable=False),
+    Column("message_count", Integer, nullable=False, default=0),
+    Column("updated_at", TS, nullable=False),
+    UniqueConstraint("agent_id", "guild_id", name="uq_markov_chain"),
+)
+
+markov_transitions = Table(
+    "markov_transitions",
+    metadata,
+    Column(
+        "chain_id", Integer, ForeignKey("markov_chains.id", ondelete="CASCADE"), primary_key=True
+    ),
+    # head is the state's first word, first in the key so "states starting with the seed
+    # word" is a prefix scan of the primary key on both SQLite and PostgreSQL.
+    Column("head", String(200), primary_key=True),
+    Column("state", String(600), primary_key=True),
+    Column("next_word", String(200), primary_key=True),
+    Column("count", Integer, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+markov_sources = Table(
+    "markov_sources",
+    metadata,
+    Column(
+        "chain_id", Integer, ForeignKey("markov_chains.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("digest", BigInteger, primary_key=True),
+    sqlite_with_rowid=False,
+)
+
+job_locks = Table(
+    "job_locks",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("expires_at", TS, nullable=False),
+)

@@ -1,0 +1,130 @@
+"""Users the bot has seen, with their nickname history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from carrier.store.schema import user_nicknames, users
+from carrier.store.upsert import insert
+
+
+@dataclass(frozen=True, slots=True)
+class Nickname:
+    nickname: str
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    user_id: str
+    name: str
+    is_bot: bool
+    first_seen: datetime
+    last_seen: datetime
+    message_count: int
+
+
+class UserRepository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def touch_in(
+        self,
+        conn: AsyncConnection,
+        agent_id: str,
+        user_id: str,
+        name: str,
+        is_bot: bool,
+        seen_at: datetime,
+    ) -> None:
+        """Create or refresh a user and their nickname history in the caller's transaction."""
+        dialect = conn.dialect.name
+        stmt = insert(users, dialect).values(
+            agent_id=agent_id,
+            user_id=user_id,
+            name=name,
+            is_bot=is_bot,
+            first_seen=seen_at,
+            last_seen=seen_at,
+            message_count=1,
+        )
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["agent_id", "user_id"],
+                set_={
+                    "name": stmt.excluded.name,
+                    "last_seen": stmt.excluded.last_seen,
+                    "message_count": users.c.message_count + 1,
+                },
+            )
+        )
+        nick = insert(user_nicknames, dialect).values(
+            agent_id=agent_id,
+            user_id=user_id,
+            nickname=name,
+            first_seen=seen_at,
+            last_seen=seen_at,
+        )
+        await conn.execute(
+            nick.on_conflict_do_update(
+                index_elements=["agent_id", "user_id", "nickname"],
+                set_={"last_seen": nick.excluded.last_seen},
+            )
+        )
+
+    async def get(self, agent_id: str, user_id: str) -> User | None:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(users).where(users.c.agent_id == agent_id, users.c.user_id == user_id)
+                )
+            ).first()
+        if row is None:
+            return None
+        return User(
+            row.user_id, row.name, row.is_bot, row.first_seen, row.last_seen, row.message_count
+        )
+
+    async def find(self, agent_id: str, name_or_id: str) -> User | None:
+        """A user by id, current name or any past nickname (case-insensitive)."""
+        found = await self.get(agent_id, name_or_id)
+        if found is not None:
+            return found
+        # A name is matched literally: "a_b" must not find "axb" through LIKE's wildcards.
+        literal = name_or_id.replace("/", "//").replace("%", "/%").replace("_", "/_")
+        async with self._engine.connect() as conn:
+            user_id = await conn.scalar(
+                select(user_nicknames.c.user_id)
+                .where(
+                    user_nicknames.c.agent_id == agent_id,
+                    user_nicknames.c.nickname.ilike(literal, escape="/"),
+                )
+                .order_by(user_nicknames.c.last_seen.desc())
+                .limit(1)
+            )
+        return None if user_id is None else await self.get(agent_id, user_id)
+
+    async def nicknames(self, agent_id: str, user_id: str) -> list[Nickname]:
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                select(user_nicknames)
+                .where(user_nicknames.c.agent_id == agent_id, user_nicknames.c.user_id == user_id)
+                .order_by(user_nicknames.c.first_seen)
+            )
+            return [Nickname(r.nickname, r.first_seen, r.last_seen) for r in rows]
+
+    async def forget(self, agent_id: str, user_id: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                delete(user_nicknames).where(
+                    user_nicknames.c.agent_id == agent_id, user_nicknames.c.user_id == user_id
+                )
+            )
+            await conn.execute(
+                delete(users).where(users.c.agent_id == agent_id, users.c.user_id == user_id)
+            )

