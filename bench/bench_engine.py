@@ -19,7 +19,7 @@ from pathlib import Path
 from carrier.bootstrap import build_engine_for
 from carrier.engine.messages import IncomingMessage
 from carrier.persona.character import load_character
-from carrier.persona.service import import_character, load_persona
+from carrier.persona.service import import_character
 from carrier.settings import load_settings
 from carrier.store.database import create_engine
 from carrier.store.migrate import upgrade
@@ -207,8 +207,7 @@ async def main() -> None:
             )
             await engine.record(msg)
             began = time.perf_counter()
-            persona = await load_persona(store, "fish")
-            decision, _ = await engine.decide(msg, persona, msg.created_at)
+            decision, persona = await engine.decide(msg, msg.created_at)
             request, _ = await engine.assemble(msg, persona, None, msg.created_at)
             samples.append((time.perf_counter() - began) * 1000)
             assert decision.respond and request.transcript

@@ -72,6 +72,7 @@ def build_engine_for(
     from carrier.engine.mood import MoodService
     from carrier.engine.pipeline import Engine, EngineParts, utc_now
     from carrier.engine.rate_limits import RateLimiter
+    from carrier.engine.recorder import Recorder
     from carrier.engine.relationships import RelationshipService, VaderSentiment
     from carrier.generation.markov import MarkovGenerator
     from carrier.generation.markov_responder import MarkovResponder
@@ -89,6 +90,7 @@ def build_engine_for(
         mood=MoodService(store, settings.mood.timezone, rng),
         responder=ResponderChain([MarkovResponder(markov, settings.markov)]),
         rate_limiter=RateLimiter(settings.rate_limits),
+        recorder=Recorder(store, markov),
     )
     return Engine(
         settings.agent.id,

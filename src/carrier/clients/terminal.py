@@ -21,6 +21,7 @@ from rich.table import Table
 from carrier.engine.messages import IncomingMessage, Outcome
 from carrier.engine.pipeline import Engine
 from carrier.persona.service import load_persona
+from carrier.store.database import DatabaseError
 
 GUILD = "terminal"
 HELP = """\
@@ -98,7 +99,7 @@ class TerminalChat:
             return None
         return await self.say(line)
 
-    async def say(self, text: str, *, reply: bool = False) -> Outcome:
+    async def say(self, text: str, *, reply: bool = False) -> Outcome | None:
         persona = await load_persona(self.engine.store, self.engine.agent_id)
         names = [persona.name, *persona.nicknames]
         mentions = any(re.search(rf"@{re.escape(n)}\b", text, re.IGNORECASE) for n in names if n)
@@ -115,7 +116,11 @@ class TerminalChat:
             reply_to_author_id=self.engine.bot_user_id if reply and self.last_bot_message else None,
             reply_to_bot=reply and self.last_bot_message is not None,
         )
-        outcome = await self.engine.handle(msg)
+        try:
+            outcome = await self.engine.handle(msg)
+        except DatabaseError as exc:
+            self.console.print(f"[red]could not record that message:[/red] {exc}", highlight=False)
+            return None
         self.last = outcome
         if outcome.reply is not None:
             self.last_bot_message = outcome.reply.message_id

@@ -7,9 +7,9 @@ interaction, so a persona or relationship edited a second ago shapes the very ne
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
-import re
 import time
 import uuid
 from collections.abc import Callable
@@ -17,10 +17,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from carrier.engine.emotes import render_emotes
 from carrier.engine.messages import Decision, IncomingMessage, Outcome, Reply
 from carrier.engine.mood import Mood, MoodService
 from carrier.engine.rate_limits import RateLimiter
+from carrier.engine.recorder import Recorder
 from carrier.engine.relationships import Relationship, RelationshipService
 from carrier.engine.safety import clamp_length, clean_text, neutralize_mentions
 from carrier.engine.tone import apply_tone
@@ -28,16 +31,16 @@ from carrier.engine.triggers import TriggerInputs, should_respond
 from carrier.generation.markov import MarkovGenerator
 from carrier.generation.request import ReplyRequest
 from carrier.generation.responder import ResponderChain
-from carrier.memory.short_term import ShortTermMemory, estimate_tokens
+from carrier.memory.short_term import ShortTermMemory, message_tokens
 from carrier.persona.service import Persona, load_persona
 from carrier.settings import EngineSettings
+from carrier.store.database import explain
 from carrier.store.messages import LoggedMessage
 from carrier.store.store import Store
 
 log = logging.getLogger("carrier.engine")
 
 _RECENT_FOR_TRIGGERS = 12
-_MENTION_MARKUP = re.compile(r"<@[!&]?\d+>|@(everyone|here)\b", re.IGNORECASE)
 RATE_LIMIT_NOTICE = "Slow down a little, {name}; I'll be back with you in a moment."
 
 
@@ -57,6 +60,7 @@ class EngineParts:
     mood: MoodService
     responder: ResponderChain
     rate_limiter: RateLimiter
+    recorder: Recorder
 
 
 class Engine:
@@ -82,7 +86,18 @@ class Engine:
     # -- the pipeline ----------------------------------------------------------------------
 
     async def handle(self, message: IncomingMessage) -> Outcome:
-        """Run one message through the pipeline; never raises for bad message content."""
+        """Run one message through the pipeline; never raises for bad message content.
+
+        Raises :class:`~carrier.store.database.DatabaseError` (one clear line) when the
+        database cannot be used right now (locked past the busy timeout, unreachable); the
+        client reports it and keeps running, and nothing stored is touched.
+        """
+        try:
+            return await self._handle(message)
+        except DBAPIError as exc:
+            raise explain(exc, self.store.engine.url.render_as_string()) from exc
+
+    async def _handle(self, message: IncomingMessage) -> Outcome:
         timings: dict[str, float] = {}
         started = time.perf_counter()
         msg = self._sanitize(message)
@@ -99,15 +114,18 @@ class Engine:
             outcome.decision = Decision(False, "duplicate", "this message was already seen")
             return self._log(outcome)
 
-        relationship: Relationship | None = None
+        observing: asyncio.Task[Relationship] | None = None
         if not msg.author_is_bot and msg.text.strip():
-            relationship = await self.parts.relationships.observe(
-                self.agent_id, msg.author_id, msg.text, now
+            # The relationship update (a write) overlaps the decision's reads.
+            observing = asyncio.create_task(
+                self.parts.relationships.observe(self.agent_id, msg.author_id, msg.text, now)
             )
 
         step = time.perf_counter()
-        persona = await load_persona(self.store, self.agent_id)
-        decision, _recent = await self.decide(msg, persona, now)
+        try:
+            decision, persona = await self.decide(msg, now)
+        finally:
+            relationship = await observing if observing is not None else None
         timings["decide"] = _ms(step)
         outcome.decision = decision
         if not decision.respond:
@@ -137,8 +155,7 @@ class Engine:
         rel = relationship or Relationship()
         mood = Mood(**request.mood) if request.mood else Mood()
         text, tone = apply_tone(generated.text, rel, mood, msg.author_name, self._rng)
-        emotes = await self.store.emotes.for_guild(self.agent_id, msg.guild_id)
-        text = self.finish(text, emotes)
+        text = self.finish(text, request.emotes)
         context["tone"] = tone
         context["source"] = generated.source
         timings["finish"] = _ms(step)
@@ -165,56 +182,40 @@ class Engine:
             reply_to_message_id=msg.reply_to_message_id,
             reply_to_author_id=msg.reply_to_author_id,
         )
-        async with self.store.engine.begin() as conn:
-            if not await self.parts.short_term.record_in(conn, logged):
-                return False
-            await self.store.users.touch_in(
-                conn,
-                self.agent_id,
-                msg.author_id,
-                msg.author_name,
-                msg.author_is_bot,
-                msg.created_at,
-            )
-            if not msg.author_is_bot:
-                learnable = _MENTION_MARKUP.sub("", msg.text).strip()
-                if learnable:
-                    await self.parts.markov.learn_in(
-                        conn, self.agent_id, self.markov_scope(msg), learnable
-                    )
-        return True
+        scope = None if msg.author_is_bot else self.markov_scope(msg)
+        return await self.parts.recorder.record(logged, scope)
 
-    async def decide(
-        self, msg: IncomingMessage, persona: Persona, now: datetime
-    ) -> tuple[Decision, list[LoggedMessage]]:
-        """Step 2: triggers, channel policy and rate limits."""
+    async def decide(self, msg: IncomingMessage, now: datetime) -> tuple[Decision, Persona]:
+        """Step 2: triggers, channel policy and rate limits.  Its reads run concurrently."""
         since = now - timedelta(hours=self.settings.short_term_hours)
-        recent = await self.store.messages.recent(
-            self.agent_id, msg.channel_id, since, _RECENT_FOR_TRIGGERS + 1
+        persona, recent, policy = await asyncio.gather(
+            load_persona(self.store, self.agent_id),
+            self.store.messages.recent(
+                self.agent_id, msg.channel_id, since, _RECENT_FOR_TRIGGERS + 1
+            ),
+            self.store.channels.policy(self.agent_id, msg.guild_id, msg.channel_id),
         )
-        recent = [m for m in recent if m.message_id != msg.message_id][:_RECENT_FOR_TRIGGERS]
-        policy = await self.store.channels.policy(self.agent_id, msg.guild_id, msg.channel_id)
         inputs = TriggerInputs(
             message=msg,
             bot_user_id=self.bot_user_id,
             names=(*persona.names, *self.extra_names),
-            recent=recent,
+            recent=[m for m in recent if m.message_id != msg.message_id][:_RECENT_FOR_TRIGGERS],
             policy=policy,
             now=now,
         )
         decision = should_respond(inputs, self.settings, self._rng)
         if not decision.respond:
-            return decision, recent
+            return decision, persona
         verdict = await self.parts.rate_limiter.check(self.agent_id, msg.author_id)
         if verdict.allowed:
-            return decision, recent
+            return decision, persona
         if verdict.notify:
             return Decision(
                 True, "rate_limited_notice", f"{verdict.scope} limit; told once"
-            ), recent
+            ), persona
         return Decision(
             False, "rate_limited", f"{verdict.scope} limit, {verdict.retry_after:.0f}s left"
-        ), recent
+        ), persona
 
     async def assemble(
         self,
@@ -223,14 +224,19 @@ class Engine:
         relationship: Relationship | None,
         now: datetime,
     ) -> tuple[ReplyRequest, dict[str, Any]]:
-        """Step 3: everything the generator needs, read now from the database."""
-        mood = await self.parts.mood.current(self.agent_id, now)
-        if relationship is None:
-            relationship = await self.parts.relationships.current(self.agent_id, msg.author_id, now)
-        transcript = await self.parts.short_term.window(
-            self.agent_id, msg.channel_id, now, self.settings.context_token_budget
+        """Step 3: everything the generator needs, read now from the database (concurrently)."""
+        relationships = self.parts.relationships
+        mood, current, transcript, emotes = await asyncio.gather(
+            self.parts.mood.current(self.agent_id, now),
+            relationships.current(self.agent_id, msg.author_id, now)
+            if relationship is None
+            else _ready(relationship),
+            self.parts.short_term.window(
+                self.agent_id, msg.channel_id, now, self.settings.context_token_budget
+            ),
+            self.store.emotes.for_guild(self.agent_id, msg.guild_id),
         )
-        emotes = await self.store.emotes.for_guild(self.agent_id, msg.guild_id)
+        relationship = current
         request = ReplyRequest(
             purpose="reply",
             agent_id=self.agent_id,
@@ -245,6 +251,7 @@ class Engine:
             relationship=relationship.as_dict(),
             relationship_words=relationship.describe(msg.author_name),
             emote_names=sorted(emotes),
+            emotes=emotes,
         )
         context = {
             "persona": persona.name,
@@ -252,9 +259,7 @@ class Engine:
             "relationship": relationship.as_dict()
             | {"words": relationship.describe(msg.author_name)},
             "transcript_messages": len(transcript),
-            "transcript_tokens": sum(
-                estimate_tokens(m.author_name) + estimate_tokens(m.text) for m in transcript
-            ),
+            "transcript_tokens": sum(message_tokens(m) for m in transcript),
             "emotes": sorted(emotes),
         }
         return request, context
@@ -299,24 +304,23 @@ class Engine:
             message_id=f"carrier-{uuid.uuid4().hex}",
             source=source,
         )
-        async with self.store.engine.begin() as conn:
-            await self.parts.short_term.record_in(
-                conn,
-                LoggedMessage(
-                    agent_id=self.agent_id,
-                    guild_id=msg.guild_id,
-                    channel_id=msg.channel_id,
-                    message_id=reply.message_id,
-                    author_id=self.bot_user_id,
-                    author_name=persona_name,
-                    author_is_bot=True,
-                    is_self=True,
-                    text=text,
-                    created_at=max(now, msg.created_at) + timedelta(microseconds=1),
-                    reply_to_message_id=msg.message_id,
-                    reply_to_author_id=msg.author_id,
-                ),
-            )
+        await self.parts.recorder.record(
+            LoggedMessage(
+                agent_id=self.agent_id,
+                guild_id=msg.guild_id,
+                channel_id=msg.channel_id,
+                message_id=reply.message_id,
+                author_id=self.bot_user_id,
+                author_name=persona_name,
+                author_is_bot=True,
+                is_self=True,
+                text=text,
+                created_at=max(now, msg.created_at) + timedelta(microseconds=1),
+                reply_to_message_id=msg.message_id,
+                reply_to_author_id=msg.author_id,
+            ),
+            None,
+        )
         return reply
 
     def _clean(self, text: str) -> str:
@@ -345,6 +349,10 @@ class Engine:
             outcome.decision,
         )
         return outcome
+
+
+async def _ready(value: Relationship) -> Relationship:
+    return value
 
 
 def _ms(since: float) -> float:

@@ -347,6 +347,31 @@ class MarkovGenerator:
         )
         return True
 
+    async def learn_texts_in(
+        self, conn: AsyncConnection, agent_id: str, guild_id: str, texts: Sequence[str]
+    ) -> int:
+        """:meth:`learn_in` for several messages of one guild, aggregated into one write.
+
+        Returns how many were learned (the rest were under two words)."""
+        pending: list[Transition] = []
+        digests: list[int] = []
+        learned = 0
+        chain = None
+        for text in texts:
+            words = tokenize(text)
+            if len(words) < MIN_LEARN_WORDS:
+                continue
+            if chain is None:
+                chain = await self._repository.chain(
+                    agent_id, guild_id, self._settings.state_size, conn=conn
+                )
+            pending.extend(transitions(words, chain.state_size))
+            digests.extend(source_digests(text, words))
+            learned += 1
+        if chain is not None:
+            await self._repository.learn_in(conn, chain.id, pending, digests, learned)
+        return learned
+
     async def learn_many(
         self,
         agent_id: str,

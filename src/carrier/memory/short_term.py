@@ -13,12 +13,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from carrier.store.messages import LoggedMessage
 from carrier.store.store import Store
 
-_PAGE = 200
-
 
 def estimate_tokens(text: str) -> int:
     """A close, fast token estimate for budgeting (~4 characters per token, plus framing)."""
     return len(text) // 4 + 4
+
+
+MIN_TOKENS = 2 * estimate_tokens("")
+TYPICAL_TOKENS = 16
+
+
+def message_tokens(message: LoggedMessage) -> int:
+    """What one transcript line costs: the speaker's name and the text."""
+    return estimate_tokens(message.author_name) + estimate_tokens(message.text)
 
 
 class ShortTermMemory:
@@ -46,24 +53,27 @@ class ShortTermMemory:
     ) -> list[LoggedMessage]:
         """The channel's recent messages within ``budget_tokens``, oldest first."""
         since = now - self._span
+        # A first page sized for typical chat lines; a second, sized so that it always fills
+        # the budget (every line costs at least MIN_TOKENS), only for channels of very short
+        # messages.  Newest first, then returned oldest first.
         kept: list[LoggedMessage] = []
         spent = 0
         cursor = before
-        while True:
-            page = await self._store.messages.recent(
-                agent_id, channel_id, since, _PAGE, before=cursor
+        for limit in (budget_tokens // TYPICAL_TOKENS + 1, budget_tokens // MIN_TOKENS + 1):
+            rows = await self._store.messages.recent(
+                agent_id, channel_id, since, limit, before=cursor
             )
-            for logged in page:
+            for logged in rows:
                 if logged.message_id == exclude_message_id:
                     continue
-                cost = estimate_tokens(logged.author_name) + estimate_tokens(logged.text)
+                cost = message_tokens(logged)
                 if spent + cost > budget_tokens:
                     kept.reverse()
                     return kept
                 spent += cost
                 kept.append(logged)
-            if len(page) < _PAGE:
+            if len(rows) < limit:
                 break
-            cursor = page[-1].created_at
+            cursor = rows[-1].created_at
         kept.reverse()
         return kept

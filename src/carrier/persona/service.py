@@ -25,6 +25,7 @@ post_example      one post
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Iterable, Sequence
@@ -244,8 +245,7 @@ async def load_persona(store: Store, agent_id: str) -> Persona:
     An agent without items gets a persona with its name (or its id, if the agent is not
     known either) and nothing else.
     """
-    name = await store.agents.name(agent_id)
-    items = await store.persona.items(agent_id)
+    name, items = await asyncio.gather(store.agents.name(agent_id), store.persona.items(agent_id))
     return persona_from_items(name or agent_id, items)
 
 

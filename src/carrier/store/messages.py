@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import Select, and_, bindparam, func, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from carrier.store.schema import message_archive, short_term_messages
+from carrier.store.schema import UTCDateTime, message_archive, short_term_messages
 from carrier.store.upsert import insert
 
 
@@ -75,9 +76,86 @@ def _row_to_message(row: object) -> LoggedMessage:
     return LoggedMessage(**{name: getattr(row, name) for name in _COLUMNS})
 
 
+_ARCHIVED_AMONG = select(message_archive.c.channel_id, message_archive.c.message_id).where(
+    message_archive.c.agent_id == bindparam("agent_id"),
+    message_archive.c.channel_id.in_(bindparam("channels", expanding=True)),
+    message_archive.c.message_id.in_(bindparam("ids", expanding=True)),
+)
+
+
+def _recent_query(with_before: bool) -> Select[Any]:
+    """Log and archive in one statement, newest first: one round trip per window."""
+    parts = []
+    for table in (short_term_messages, message_archive):
+        conditions = [
+            table.c.agent_id == bindparam("agent_id"),
+            table.c.channel_id == bindparam("channel_id"),
+            table.c.created_at >= bindparam("since", type_=UTCDateTime()),
+            table.c.deleted.is_(False),
+        ]
+        if with_before:
+            conditions.append(table.c.created_at < bindparam("before", type_=UTCDateTime()))
+        parts.append(
+            select(*(table.c[name] for name in _COLUMNS), table.c.id.label("row_id"))
+            .where(and_(*conditions))
+            .order_by(table.c.created_at.desc(), table.c.id.desc())
+            .limit(bindparam("limit"))
+            .subquery()
+            .select()
+        )
+    union = union_all(*parts).subquery()
+    return (
+        select(*(union.c[name] for name in _COLUMNS))
+        .order_by(union.c.created_at.desc(), union.c.row_id.desc())
+        .limit(bindparam("limit"))
+    )
+
+
+_RECENT = _recent_query(with_before=False)
+_RECENT_BEFORE = _recent_query(with_before=True)
+
+
 class MessageLogRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+
+    async def insert_many_in(
+        self, conn: AsyncConnection, batch: Sequence[LoggedMessage]
+    ) -> set[tuple[str, str]]:
+        """Log a batch in the caller's transaction; returns the (channel_id, message_id) keys
+        that were new.  Messages already logged or already archived are skipped (replayed
+        events), as is a second copy inside the batch.  Two statements per batch."""
+        if not batch:
+            return set()
+        agent_id = batch[0].agent_id
+        by_channel: dict[str, set[str]] = {}
+        unique: dict[tuple[str, str], LoggedMessage] = {}
+        for message in batch:
+            key = (message.channel_id, message.message_id)
+            if key not in unique:
+                unique[key] = message
+                by_channel.setdefault(message.channel_id, set()).add(message.message_id)
+        archived_rows = await conn.execute(
+            _ARCHIVED_AMONG,
+            {
+                "agent_id": agent_id,
+                "channels": sorted(by_channel),
+                "ids": sorted({key[1] for key in unique}),
+            },
+        )
+        for row in archived_rows:
+            unique.pop((row.channel_id, row.message_id), None)
+        if not unique:
+            return set()
+        stmt = (
+            insert(short_term_messages, conn.dialect.name)
+            .on_conflict_do_nothing(index_elements=["agent_id", "channel_id", "message_id"])
+            .returning(short_term_messages.c.channel_id, short_term_messages.c.message_id)
+        )
+        # executemany: one cached statement whatever the batch size (SQLAlchemy batches the
+        # rows into multi-row INSERTs with RETURNING itself).
+        result = await conn.execute(stmt, [message.as_row() for message in unique.values()])
+        return {(row.channel_id, row.message_id) for row in result}
 
     async def insert_in(self, conn: AsyncConnection, message: LoggedMessage) -> bool:
         """Log ``message`` inside the caller's transaction; False when already logged."""
@@ -193,25 +271,16 @@ class MessageLogRepository:
         limit: int,
         before: datetime | None = None,
     ) -> list[LoggedMessage]:
-        rows: list[LoggedMessage] = []
-        for table in (short_term_messages, message_archive):
-            conditions = [
-                table.c.agent_id == agent_id,
-                table.c.channel_id == channel_id,
-                table.c.created_at >= since,
-                table.c.deleted.is_(False),
-            ]
-            if before is not None:
-                conditions.append(table.c.created_at < before)
-            query = (
-                select(*(table.c[name] for name in _COLUMNS))
-                .where(and_(*conditions))
-                .order_by(table.c.created_at.desc(), table.c.id.desc())
-                .limit(limit)
-            )
-            rows.extend(_row_to_message(row) for row in await conn.execute(query))
-        rows.sort(key=lambda m: m.created_at, reverse=True)
-        return rows[:limit]
+        query = _RECENT if before is None else _RECENT_BEFORE
+        params: dict[str, object] = {
+            "agent_id": agent_id,
+            "channel_id": channel_id,
+            "since": since,
+            "limit": limit,
+        }
+        if before is not None:
+            params["before"] = before
+        return [_row_to_message(row) for row in await conn.execute(query, params)]
 
     async def count(self, agent_id: str, archived: bool = False) -> int:
         table = message_archive if archived else short_term_messages

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,6 +18,16 @@ class Nickname:
     nickname: str
     first_seen: datetime
     last_seen: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """A user seen in a message: what recording learns about them."""
+
+    user_id: str
+    name: str
+    is_bot: bool
+    seen_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +86,69 @@ class UserRepository:
                 index_elements=["agent_id", "user_id", "nickname"],
                 set_={"last_seen": nick.excluded.last_seen},
             )
+        )
+
+    async def touch_many_in(
+        self, conn: AsyncConnection, agent_id: str, sightings: Sequence[Sighting]
+    ) -> None:
+        """:meth:`touch_in` for many messages at once: two statements for the whole batch.
+
+        Sightings of the same user are folded first (PostgreSQL refuses to update one row
+        twice in a statement): the newest name wins, message counts add up.
+        """
+        if not sightings:
+            return
+        dialect = conn.dialect.name
+        folded: dict[str, dict[str, object]] = {}
+        nicks: dict[tuple[str, str], dict[str, object]] = {}
+        for seen in sorted(sightings, key=lambda s: s.seen_at):
+            row = folded.get(seen.user_id)
+            if row is None:
+                folded[seen.user_id] = {
+                    "agent_id": agent_id,
+                    "user_id": seen.user_id,
+                    "name": seen.name,
+                    "is_bot": seen.is_bot,
+                    "first_seen": seen.seen_at,
+                    "last_seen": seen.seen_at,
+                    "message_count": 1,
+                }
+            else:
+                row.update(
+                    name=seen.name,
+                    last_seen=seen.seen_at,
+                    message_count=int(row["message_count"]) + 1,
+                )  # type: ignore[call-overload]
+            key = (seen.user_id, seen.name)
+            if key in nicks:
+                nicks[key]["last_seen"] = seen.seen_at
+            else:
+                nicks[key] = {
+                    "agent_id": agent_id,
+                    "user_id": seen.user_id,
+                    "nickname": seen.name,
+                    "first_seen": seen.seen_at,
+                    "last_seen": seen.seen_at,
+                }
+        stmt = insert(users, dialect)
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["agent_id", "user_id"],
+                set_={
+                    "name": stmt.excluded.name,
+                    "last_seen": stmt.excluded.last_seen,
+                    "message_count": users.c.message_count + stmt.excluded.message_count,
+                },
+            ),
+            list(folded.values()),
+        )
+        nick = insert(user_nicknames, dialect)
+        await conn.execute(
+            nick.on_conflict_do_update(
+                index_elements=["agent_id", "user_id", "nickname"],
+                set_={"last_seen": nick.excluded.last_seen},
+            ),
+            list(nicks.values()),
         )
 
     async def get(self, agent_id: str, user_id: str) -> User | None:
