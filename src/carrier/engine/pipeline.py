@@ -12,7 +12,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -61,6 +61,17 @@ class EngineParts:
     responder: ResponderChain
     rate_limiter: RateLimiter
     recorder: Recorder
+
+
+@dataclass(frozen=True, slots=True)
+class Assembled:
+    """The outcome of step 3: the generator's request, what ``/why`` shows, and the mood and
+    relationship the finishing step shapes the wording with."""
+
+    request: ReplyRequest
+    context: dict[str, Any]
+    mood: Mood
+    relationship: Relationship
 
 
 class Engine:
@@ -143,7 +154,8 @@ class Engine:
             return self._log(outcome)
 
         step = time.perf_counter()
-        request, context = await self.assemble(msg, persona, relationship, now)
+        assembled = await self.assemble(msg, persona, relationship, now)
+        request, context = assembled.request, assembled.context
         timings["assemble"] = _ms(step)
         outcome.context = context
 
@@ -152,9 +164,9 @@ class Engine:
         timings["generate"] = _ms(step)
 
         step = time.perf_counter()
-        rel = relationship or Relationship()
-        mood = Mood(**request.mood) if request.mood else Mood()
-        text, tone = apply_tone(generated.text, rel, mood, msg.author_name, self._rng)
+        text, tone = apply_tone(
+            generated.text, assembled.relationship, assembled.mood, msg.author_name, self._rng
+        )
         text = self.finish(text, request.emotes)
         context["tone"] = tone
         context["source"] = generated.source
@@ -223,7 +235,7 @@ class Engine:
         persona: Persona,
         relationship: Relationship | None,
         now: datetime,
-    ) -> tuple[ReplyRequest, dict[str, Any]]:
+    ) -> Assembled:
         """Step 3: everything the generator needs, read now from the database (concurrently)."""
         relationships = self.parts.relationships
         mood, current, transcript, emotes = await asyncio.gather(
@@ -262,9 +274,9 @@ class Engine:
             "transcript_tokens": sum(message_tokens(m) for m in transcript),
             "emotes": sorted(emotes),
         }
-        return request, context
+        return Assembled(request, context, mood, relationship)
 
-    def finish(self, text: str, emotes: dict[str, str]) -> str:
+    def finish(self, text: str, emotes: Mapping[str, str]) -> str:
         """Step 5: emotes, mention safety, length."""
         text = render_emotes(clean_text(text), emotes)
         text = neutralize_mentions(text)

@@ -31,7 +31,9 @@ class RateLimiter:
     def __init__(self, settings: RateLimitSettings, storage_uri: str | None = None) -> None:
         self._per_user: RateLimitItem = parse(settings.per_user)
         self._global: RateLimitItem = parse(settings.global_)
-        storage: Storage = storage_from_string(storage_uri) if storage_uri else MemoryStorage()
+        storage = storage_from_string(storage_uri) if storage_uri else MemoryStorage()
+        if not isinstance(storage, Storage):
+            raise ValueError(f"{storage_uri!r} is not an async (async+...) limits storage URI")
         self._limiter = MovingWindowRateLimiter(storage)
         self._told: dict[str, float] = {}
 

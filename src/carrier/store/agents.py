@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from carrier.store.database import Database
 from carrier.store.schema import agents
 from carrier.store.upsert import insert
 
 
 class AgentRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: Database) -> None:
         self._engine = engine
 
     async def ensure(self, agent_id: str, name: str) -> None:

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from carrier.store.database import Database
 from carrier.store.schema import channel_settings, guild_emotes, guild_settings
 from carrier.store.upsert import insert
 
@@ -22,7 +22,7 @@ class ChannelPolicy:
 
 
 class ChannelSettingsRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: Database) -> None:
         self._engine = engine
 
     async def policy(self, agent_id: str, guild_id: str | None, channel_id: str) -> ChannelPolicy:
@@ -112,7 +112,7 @@ class ChannelSettingsRepository:
 
 
 class EmoteRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: Database) -> None:
         self._engine = engine
 
     async def replace(self, agent_id: str, guild_id: str, emotes: dict[str, str]) -> None:

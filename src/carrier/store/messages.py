@@ -12,8 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, bindparam, func, select, union_all, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from carrier.store.database import Database
 from carrier.store.schema import UTCDateTime, message_archive, short_term_messages
 from carrier.store.upsert import insert
 
@@ -116,7 +117,7 @@ _RECENT_BEFORE = _recent_query(with_before=True)
 
 
 class MessageLogRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: Database) -> None:
         self._engine = engine
 
     async def insert_many_in(

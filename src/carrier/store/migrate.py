@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from carrier.store.database import explain
+from carrier.store.database import Database, explain
 
 _HERE = Path(__file__).parent
 
@@ -30,7 +30,7 @@ def head_revision() -> str | None:
 
 
 @asynccontextmanager
-async def _explained(engine: AsyncEngine) -> AsyncIterator[None]:
+async def _explained(engine: AsyncEngine | Database) -> AsyncIterator[None]:
     """Driver and connection errors become one clear :class:`DatabaseError`."""
     try:
         yield
@@ -38,7 +38,7 @@ async def _explained(engine: AsyncEngine) -> AsyncIterator[None]:
         raise explain(exc, engine.url.render_as_string(hide_password=False)) from None
 
 
-async def current_revision(engine: AsyncEngine) -> str | None:
+async def current_revision(engine: AsyncEngine | Database) -> str | None:
     """The schema revision the database is at (``None``: no schema yet)."""
 
     def _read(connection: Connection) -> str | None:
@@ -48,7 +48,7 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         return await connection.run_sync(_read)
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+async def upgrade(engine: AsyncEngine | Database, revision: str = "head") -> None:
     """Bring the schema up to ``revision``; raises DatabaseError on a broken database."""
     cfg = alembic_config()
 
@@ -60,7 +60,7 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
         await connection.run_sync(_run)
 
 
-async def downgrade(engine: AsyncEngine, revision: str) -> None:
+async def downgrade(engine: AsyncEngine | Database, revision: str) -> None:
     """Take the schema back to ``revision`` (``base``: no tables); DatabaseError on failure."""
     cfg = alembic_config()
 

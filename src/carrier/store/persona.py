@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import case, delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from carrier.store.database import Database
 from carrier.store.schema import agents, persona_items
 
 PERSONA_KINDS: tuple[str, ...] = (
@@ -55,7 +56,7 @@ def check_item(kind: str, text: str) -> None:
 class PersonaRepository:
     """Persona items per agent.  Every call reads or writes the database right now."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: Database) -> None:
         self._engine = engine
 
     async def items(self, agent_id: str, kind: str | None = None) -> list[PersonaItem]:

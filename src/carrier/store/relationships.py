@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from carrier.store.database import Database
 from carrier.store.schema import relationships
 from carrier.store.upsert import insert
 
@@ -29,7 +30,7 @@ class RelationshipRow:
 
 
 class RelationshipRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: Database) -> None:
         self._engine = engine
 
     async def get(self, agent_id: str, user_id: str) -> RelationshipRow | None:

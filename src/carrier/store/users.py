@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from carrier.store.database import Database
 from carrier.store.schema import user_nicknames, users
 from carrier.store.upsert import insert
 
@@ -41,7 +42,7 @@ class User:
 
 
 class UserRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: Database) -> None:
         self._engine = engine
 
     async def touch_in(
@@ -114,11 +115,9 @@ class UserRepository:
                     "message_count": 1,
                 }
             else:
-                row.update(
-                    name=seen.name,
-                    last_seen=seen.seen_at,
-                    message_count=int(row["message_count"]) + 1,
-                )  # type: ignore[call-overload]
+                count = row["message_count"]
+                assert isinstance(count, int)
+                row.update(name=seen.name, last_seen=seen.seen_at, message_count=count + 1)
             key = (seen.user_id, seen.name)
             if key in nicks:
                 nicks[key]["last_seen"] = seen.seen_at
