@@ -226,8 +226,13 @@ channel_settings = Table(
     Column("active", Boolean, nullable=False, default=True),
     Column("reply_mode", String(16), nullable=False, default="contextual"),
     Column("reply_chance", Float, nullable=True),
+    Column("generation_mode", String(16), nullable=True),
     Column("updated_at", TS, nullable=False),
     CheckConstraint("reply_mode IN ('mention', 'contextual', 'chance')", name="reply_mode"),
+    CheckConstraint(
+        "generation_mode IS NULL OR generation_mode IN ('markov', 'llm', 'hybrid')",
+        name="generation_mode",
+    ),
     CheckConstraint(
         "reply_chance IS NULL OR (reply_chance >= 0 AND reply_chance <= 1)",
         name="reply_chance_range",
@@ -286,4 +291,23 @@ job_locks = Table(
     Column("name", String(128), primary_key=True),
     Column("holder", String(200), nullable=False),
     Column("expires_at", TS, nullable=False),
+)
+
+llm_usage = Table(
+    "llm_usage",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("agent_id", ID, nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("input_tokens", Integer, nullable=False),
+    Column("output_tokens", Integer, nullable=False),
+    Column("cost_usd", Float, nullable=False, default=0.0),
+    Column("succeeded", Boolean, nullable=False, default=True),
+    Column("created_at", TS, nullable=False),
+    CheckConstraint("input_tokens >= 0 AND output_tokens >= 0", name="tokens"),
+    Index("ix_llm_usage_agent_time", "agent_id", "created_at"),
 )
