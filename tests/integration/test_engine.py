@@ -74,6 +74,7 @@ async def test_mention_gets_a_reply_that_is_logged(engine: Engine, clock: Clock)
     assert outcome.decision.respond and outcome.decision.reason == "mention"
     assert outcome.reply is not None and outcome.reply.text.strip()
     assert outcome.reply.reply_to_message_id == incoming.message_id
+    await engine.drain()  # the reply is logged in the background
     window = await engine.store.messages.recent("fish", "chan", clock() - timedelta(hours=1), 10)
     own = [m for m in window if m.is_self]
     assert len(own) == 1 and own[0].reply_to_author_id == "u-alice"
@@ -239,3 +240,17 @@ async def test_emotes_of_the_guild_are_used(engine: Engine, clock: Clock) -> Non
     )
     persona = await load_persona(engine.store, "fish")
     assert persona.name
+
+
+@pytest.mark.postgres
+async def test_the_next_message_sees_the_reply_without_waiting(
+    engine: Engine, clock: Clock
+) -> None:
+    first = await engine.handle(message(clock, "hello fish", mentions_bot=True))
+    assert first.reply is not None
+    follow_up = await engine.handle(message(clock, "what do you mean by that?"))
+    assert follow_up.decision.reason == "question_after_bot"
+    await engine.drain()
+    answered = await engine.store.messages.recent("fish", "chan", clock() - timedelta(hours=1), 10)
+    originals = [m for m in answered if m.message_id == first.message.message_id]
+    assert originals and originals[0].answered_reason == "mention"

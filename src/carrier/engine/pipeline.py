@@ -23,17 +23,19 @@ from carrier.engine.emotes import render_emotes
 from carrier.engine.messages import Decision, IncomingMessage, Outcome, Reply
 from carrier.engine.mood import Mood, MoodService
 from carrier.engine.rate_limits import RateLimiter
-from carrier.engine.recorder import Recorder
+from carrier.engine.recorder import Recorded, Recorder
 from carrier.engine.relationships import Relationship, RelationshipService
 from carrier.engine.safety import clamp_length, clean_text, neutralize_mentions
 from carrier.engine.tone import apply_tone
 from carrier.engine.triggers import TriggerInputs, should_respond
 from carrier.generation.markov import MarkovGenerator
+from carrier.generation.modes import ModalResponder
 from carrier.generation.request import ReplyRequest
-from carrier.generation.responder import ResponderChain
 from carrier.memory.short_term import ShortTermMemory, message_tokens
+from carrier.metrics import Metrics
 from carrier.persona.service import Persona, load_persona
 from carrier.settings import EngineSettings
+from carrier.store.channels import ChannelPolicy
 from carrier.store.database import explain
 from carrier.store.messages import LoggedMessage
 from carrier.store.store import Store
@@ -58,9 +60,19 @@ class EngineParts:
     markov: MarkovGenerator
     relationships: RelationshipService
     mood: MoodService
-    responder: ResponderChain
+    responder: ModalResponder
     rate_limiter: RateLimiter
     recorder: Recorder
+    metrics: Metrics
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """The outcome of step 2, with what it read (the persona and the channel's policy)."""
+
+    decision: Decision
+    persona: Persona
+    policy: ChannelPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +105,7 @@ class Engine:
         self.settings = parts.settings
         self._clock = clock
         self._rng = rng or random.Random()
+        self._learning: dict[str, asyncio.Future[Recorded]] = {}
 
     # -- the pipeline ----------------------------------------------------------------------
 
@@ -119,38 +132,25 @@ class Engine:
             return self._log(outcome)
 
         now = self._clock()
-        fresh = await self.record(msg)
+        recorded = await self.record(msg)
         timings["record"] = _ms(started)
-        if not fresh:
+        if not recorded.fresh:
+            # Recording is the claim: a message is recorded once, so it is answered once.
             outcome.decision = Decision(False, "duplicate", "this message was already seen")
             return self._log(outcome)
-
-        observing: asyncio.Task[Relationship] | None = None
-        if not msg.author_is_bot and msg.text.strip():
-            # The relationship update (a write) overlaps the decision's reads.
-            observing = asyncio.create_task(
-                self.parts.relationships.observe(self.agent_id, msg.author_id, msg.text, now)
-            )
+        relationship = recorded.relationship
 
         step = time.perf_counter()
-        try:
-            decision, persona = await self.decide(msg, now)
-        finally:
-            relationship = await observing if observing is not None else None
+        decided = await self.decide(msg, now)
+        decision, persona = decided.decision, decided.persona
         timings["decide"] = _ms(step)
         outcome.decision = decision
         if not decision.respond:
             return self._log(outcome)
 
-        if not await self.store.messages.mark_answered(
-            self.agent_id, msg.channel_id, msg.message_id, decision.reason
-        ):
-            outcome.decision = Decision(False, "already_answered")
-            return self._log(outcome)
-
         if decision.reason == "rate_limited_notice":
             text = RATE_LIMIT_NOTICE.format(name=msg.author_name)
-            outcome.reply = await self._send(msg, text, decision, "notice", now)
+            outcome.reply = await self._send(msg, text, decision, "notice", now, persona.name)
             return self._log(outcome)
 
         step = time.perf_counter()
@@ -160,8 +160,10 @@ class Engine:
         outcome.context = context
 
         step = time.perf_counter()
-        generated = await self.parts.responder.generate(request, self._rng)
+        mode = self.parts.responder.mode_for(decided.policy.generation_mode)
+        generated = await self.parts.responder.generate(request, self._rng, mode)
         timings["generate"] = _ms(step)
+        context["mode"] = mode
 
         step = time.perf_counter()
         text, tone = apply_tone(
@@ -173,14 +175,15 @@ class Engine:
         timings["finish"] = _ms(step)
 
         step = time.perf_counter()
-        outcome.reply = await self._send(msg, text, decision, generated.source, now)
+        outcome.reply = await self._send(msg, text, decision, generated.source, now, persona.name)
         timings["learn"] = _ms(step)
         timings["total"] = _ms(started)
         return self._log(outcome)
 
-    async def record(self, msg: IncomingMessage) -> bool:
-        """Step 1: log + user + the guild's Markov chain, in one transaction.
-        Returns False for a message already seen (replayed or duplicated events)."""
+    async def record(self, msg: IncomingMessage) -> Recorded:
+        """Step 1: log, user, the guild's Markov chain and the relationship, in one
+        transaction.  ``fresh`` is False for a message already seen (replayed or duplicated
+        events)."""
         logged = LoggedMessage(
             agent_id=self.agent_id,
             guild_id=msg.guild_id,
@@ -197,7 +200,7 @@ class Engine:
         scope = None if msg.author_is_bot else self.markov_scope(msg)
         return await self.parts.recorder.record(logged, scope)
 
-    async def decide(self, msg: IncomingMessage, now: datetime) -> tuple[Decision, Persona]:
+    async def decide(self, msg: IncomingMessage, now: datetime) -> Decided:
         """Step 2: triggers, channel policy and rate limits.  Its reads run concurrently."""
         since = now - timedelta(hours=self.settings.short_term_hours)
         persona, recent, policy = await asyncio.gather(
@@ -217,17 +220,24 @@ class Engine:
         )
         decision = should_respond(inputs, self.settings, self._rng)
         if not decision.respond:
-            return decision, persona
+            return Decided(decision, persona, policy)
         verdict = await self.parts.rate_limiter.check(self.agent_id, msg.author_id)
         if verdict.allowed:
-            return decision, persona
+            return Decided(decision, persona, policy)
+        self.parts.metrics.throttled.labels(scope=verdict.scope).inc()
         if verdict.notify:
-            return Decision(
-                True, "rate_limited_notice", f"{verdict.scope} limit; told once"
-            ), persona
-        return Decision(
-            False, "rate_limited", f"{verdict.scope} limit, {verdict.retry_after:.0f}s left"
-        ), persona
+            return Decided(
+                Decision(True, "rate_limited_notice", f"{verdict.scope} limit; told once"),
+                persona,
+                policy,
+            )
+        return Decided(
+            Decision(
+                False, "rate_limited", f"{verdict.scope} limit, {verdict.retry_after:.0f}s left"
+            ),
+            persona,
+            policy,
+        )
 
     async def assemble(
         self,
@@ -282,6 +292,21 @@ class Engine:
         text = neutralize_mentions(text)
         return clamp_length(text, self.settings.max_reply_chars) or "…"
 
+    async def drain(self) -> None:
+        """Wait until every reply handed out has been logged."""
+        while self._learning:
+            await asyncio.gather(*self._learning.values(), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Finish logging replies and release what the engine holds open (LLM clients);
+        the store is the caller's."""
+        await self.drain()
+        await self.parts.responder.aclose()
+
+    def now(self) -> datetime:
+        """The engine's clock (injectable for tests and schedulers)."""
+        return self._clock()
+
     # -- other events ----------------------------------------------------------------------
 
     async def message_edited(self, channel_id: str, message_id: str, text: str) -> bool:
@@ -294,6 +319,9 @@ class Engine:
 
     async def acknowledge(self, reply: Reply, platform_message_id: str) -> None:
         """The client sent ``reply`` and the platform gave it this id."""
+        pending = self._learning.get(reply.message_id)
+        if pending is not None:
+            await asyncio.shield(pending)
         await self.store.messages.rename(
             self.agent_id, reply.channel_id, reply.message_id, platform_message_id
         )
@@ -305,9 +333,15 @@ class Engine:
     # -- helpers -----------------------------------------------------------------------------
 
     async def _send(
-        self, msg: IncomingMessage, text: str, decision: Decision, source: str, now: datetime
+        self,
+        msg: IncomingMessage,
+        text: str,
+        decision: Decision,
+        source: str,
+        now: datetime,
+        persona_name: str,
     ) -> Reply:
-        persona_name = await self.store.agents.name(self.agent_id) or self.agent_id
+        """Step 6: log the reply (and mark the message it answers) before it is sent."""
         reply = Reply(
             text=text,
             channel_id=msg.channel_id,
@@ -316,7 +350,10 @@ class Engine:
             message_id=f"carrier-{uuid.uuid4().hex}",
             source=source,
         )
-        await self.parts.recorder.record(
+        # Logged in the background: the reply goes out without waiting for the write.  The
+        # recorder is first-in first-out, so the next message of the channel is recorded
+        # (and its decision made) only after this reply is in the log.
+        learning = self.parts.recorder.record_later(
             LoggedMessage(
                 agent_id=self.agent_id,
                 guild_id=msg.guild_id,
@@ -332,8 +369,16 @@ class Engine:
                 reply_to_author_id=msg.author_id,
             ),
             None,
+            answers_reason=decision.reason,
         )
+        self._learning[reply.message_id] = learning
+        learning.add_done_callback(lambda done: self._learned(reply.message_id, done))
         return reply
+
+    def _learned(self, message_id: str, done: asyncio.Future[Recorded]) -> None:
+        self._learning.pop(message_id, None)
+        if not done.cancelled() and done.exception() is not None:
+            log.error("logging reply %s failed: %s", message_id, done.exception())
 
     def _clean(self, text: str) -> str:
         text = clean_text(text)
@@ -352,6 +397,12 @@ class Engine:
         )
 
     def _log(self, outcome: Outcome) -> Outcome:
+        metrics = self.parts.metrics
+        metrics.decisions.labels(reason=outcome.decision.reason).inc()
+        if outcome.reply is not None:
+            metrics.replies.labels(source=outcome.reply.source.split(":", 1)[0]).inc()
+            if "total" in outcome.timings_ms:
+                metrics.reply_seconds.observe(outcome.timings_ms["total"] / 1000)
         msg = outcome.message
         log.info(
             "decision channel=%s message=%s author=%s -> %s",

@@ -1,21 +1,27 @@
 """Rate limits per user and globally (moving window, the ``limits`` library).
 
-In-process storage by default; the same limiter takes a ``limits`` storage URI (Redis) when a
-deployment runs several processes.  A user over the limit is told once, then ignored until the
-window passes; their messages are still recorded by the engine.
+In-process storage by default; with ``REDIS_URL`` set the windows live in Redis and are
+shared by every process of the deployment.  If Redis stops answering, the limiter carries on
+in memory (logged once) and goes back to Redis when it answers again: a limiter outage never
+silences the bot.  A user over the limit is told once, then ignored until the window passes;
+the engine still records their messages.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
-from limits.storage import storage_from_string
 
 from carrier.settings import RateLimitSettings
+
+log = logging.getLogger(__name__)
+
+_RETRY_SHARED_AFTER = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,25 +33,59 @@ class Verdict:
     retry_after: float = 0.0
 
 
+def redis_storage(redis_url: str) -> Storage:
+    """A ``limits`` storage on Redis through redis-py (``redis://`` or ``rediss://`` URLs)."""
+    uri = redis_url if redis_url.startswith("async+") else "async+" + redis_url
+    return RedisStorage(
+        uri,
+        implementation="redispy",
+        wrap_exceptions=True,
+        socket_timeout=1.0,
+        socket_connect_timeout=1.0,
+    )
+
+
 class RateLimiter:
-    def __init__(self, settings: RateLimitSettings, storage_uri: str | None = None) -> None:
+    def __init__(self, settings: RateLimitSettings, storage: Storage | None = None) -> None:
         self._per_user: RateLimitItem = parse(settings.per_user)
         self._global: RateLimitItem = parse(settings.global_)
-        storage = storage_from_string(storage_uri) if storage_uri else MemoryStorage()
-        if not isinstance(storage, Storage):
-            raise ValueError(f"{storage_uri!r} is not an async (async+...) limits storage URI")
-        self._limiter = MovingWindowRateLimiter(storage)
+        self._local = MovingWindowRateLimiter(MemoryStorage())
+        self._shared = MovingWindowRateLimiter(storage) if storage is not None else None
+        self._shared_down_until = 0.0
         self._told: dict[str, float] = {}
+
+    @property
+    def shared(self) -> bool:
+        """Whether the windows currently live in the shared storage (Redis)."""
+        return self._shared is not None and time.monotonic() >= self._shared_down_until
 
     async def check(self, agent_id: str, user_id: str) -> Verdict:
         """Count one request by ``user_id``; say whether it may be answered."""
-        if not await self._limiter.hit(self._global, agent_id, "global"):
-            return Verdict(
-                False, "global", retry_after=await self._reset(self._global, agent_id, "global")
+        limiter = self._local
+        if self.shared and self._shared is not None:
+            limiter = self._shared
+        try:
+            return await self._check(limiter, agent_id, user_id)
+        except Exception as exc:  # the shared storage failed: carry on in memory
+            if limiter is self._local:
+                raise
+            log.warning(
+                "rate-limit storage unavailable (%s); limiting in memory for %.0fs",
+                type(exc).__name__,
+                _RETRY_SHARED_AFTER,
             )
-        if await self._limiter.hit(self._per_user, agent_id, "user", user_id):
+            self._shared_down_until = time.monotonic() + _RETRY_SHARED_AFTER
+            return await self._check(self._local, agent_id, user_id)
+
+    async def _check(
+        self, limiter: MovingWindowRateLimiter, agent_id: str, user_id: str
+    ) -> Verdict:
+        if not await limiter.hit(self._global, agent_id, "global"):
+            reset = await self._reset(limiter, self._global, agent_id, "global")
+            return Verdict(False, "global", retry_after=reset)
+        if await limiter.hit(self._per_user, agent_id, "user", user_id):
             return Verdict(True)
-        reset = await self._reset(self._per_user, agent_id, "user", user_id)
+        reset = await self._reset(limiter, self._per_user, agent_id, "user", user_id)
         now = time.monotonic()
         key = f"{agent_id}:{user_id}"
         already_told = self._told.get(key, 0.0) > now
@@ -55,6 +95,9 @@ class RateLimiter:
                 self._told = {k: v for k, v in self._told.items() if v > now}
         return Verdict(False, "user", notify=not already_told, retry_after=reset)
 
-    async def _reset(self, item: RateLimitItem, *identifiers: str) -> float:
-        stats = await self._limiter.get_window_stats(item, *identifiers)
+    @staticmethod
+    async def _reset(
+        limiter: MovingWindowRateLimiter, item: RateLimitItem, *identifiers: str
+    ) -> float:
+        stats = await limiter.get_window_stats(item, *identifiers)
         return max(0.0, stats.reset_time - time.time())

@@ -1,83 +1,108 @@
-"""Step 1 of the pipeline, with group commit.
+"""Step 1 (record) and step 6 (learn) of the pipeline, with group commit.
 
-Recording a message writes the log row, the user and their nickname history, and the guild's
-Markov chain in one transaction.  Messages that arrive while a transaction is being written
-wait and share the next one, so under load (many channels at once) the cost of a transaction
-is paid once per batch instead of once per message, and SQLite's single writer is never
-fought over.  Each caller still gets its own answer, after its batch has committed.
+Recording a human message writes, in one transaction: the log row, the user and their
+nickname history, the guild's Markov chain, and the user's relationship metrics.  Logging
+the bot's reply marks the message it answers as answered in the same way.  Messages that
+arrive while a transaction is being written wait and share the next one, so under load (many
+channels at once) a transaction is paid once per batch instead of once per message, and
+SQLite's single writer is never fought over.  Each caller still gets its own answer, after
+its batch has committed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sqlalchemy import and_, bindparam, update
+
+from carrier.engine.relationships import Observation, Relationship, RelationshipService
 from carrier.generation.markov import MarkovGenerator
+from carrier.store.group_commit import GroupCommit
 from carrier.store.messages import LoggedMessage
+from carrier.store.schema import short_term_messages
 from carrier.store.store import Store
 from carrier.store.users import Sighting
 
-log = logging.getLogger(__name__)
-
 _MENTION_MARKUP = re.compile(r"<@[!&]?\d+>|@(everyone|here)\b", re.IGNORECASE)
+
+_MARK_ANSWERED = (
+    update(short_term_messages)
+    .where(
+        and_(
+            short_term_messages.c.agent_id == bindparam("a_agent"),
+            short_term_messages.c.channel_id == bindparam("a_channel"),
+            short_term_messages.c.message_id == bindparam("a_message"),
+        )
+    )
+    .values(answered_reason=bindparam("a_reason"))
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    fresh: bool
+    """False when the message had already been recorded (a replayed or duplicated event)."""
+    relationship: Relationship | None = None
+    """The author's relationship after this message (human messages with text only)."""
 
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
     message: LoggedMessage
     scope: str | None
-    """The Markov chain to train, or None (bots, the bot itself)."""
-    done: asyncio.Future[bool]
+    answers_reason: str | None
 
 
 class Recorder:
-    def __init__(self, store: Store, markov: MarkovGenerator, *, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        store: Store,
+        markov: MarkovGenerator,
+        relationships: RelationshipService,
+        *,
+        max_batch: int = 256,
+    ) -> None:
         self._store = store
         self._markov = markov
-        self._max_batch = max_batch
-        self._queue: list[_Pending] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._relationships = relationships
+        self._commit: GroupCommit[_Pending, Recorded] = GroupCommit(
+            self._write, max_batch=max_batch, name="carrier-recorder"
+        )
 
-    async def record(self, message: LoggedMessage, markov_scope: str | None) -> bool:
+    async def record(
+        self, message: LoggedMessage, markov_scope: str | None, *, answers_reason: str | None = None
+    ) -> Recorded:
         """Log ``message``; train ``markov_scope``'s chain with it when given.
 
-        Returns False when the message was already recorded (a replayed or duplicated
-        event): then nothing is written again.
+        Human messages with text also update the author's relationship.  For the bot's own
+        replies, ``answers_reason`` marks the message replied to as answered, with that
+        reason.  Nothing is written twice for a message already recorded.
         """
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(message, markov_scope, done))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain(), name="carrier-recorder")
-        return await asyncio.shield(done)
+        return await self._commit.submit(_Pending(message, markov_scope, answers_reason))
 
-    async def _drain(self) -> None:
-        while self._queue:
-            batch, self._queue = (self._queue[: self._max_batch], self._queue[self._max_batch :])
-            try:
-                fresh = await self._write([p.message for p in batch], [p.scope for p in batch])
-            except Exception as exc:  # every waiter gets the failure; the writer goes on
-                for pending in batch:
-                    if not pending.done.done():
-                        pending.done.set_exception(exc)
-                continue
-            for pending, is_new in zip(batch, fresh, strict=True):
-                if not pending.done.done():
-                    pending.done.set_result(is_new)
+    def record_later(
+        self, message: LoggedMessage, markov_scope: str | None, *, answers_reason: str | None = None
+    ) -> asyncio.Future[Recorded]:
+        """:meth:`record` without waiting: queued now, in order with every later record."""
+        return self._commit.enqueue(_Pending(message, markov_scope, answers_reason))
 
-    async def _write(
-        self, messages: Sequence[LoggedMessage], scopes: Sequence[str | None]
-    ) -> list[bool]:
+    async def _write(self, batch: Sequence[_Pending]) -> list[Recorded]:
         store = self._store
+        agent_id = batch[0].message.agent_id
         async with store.engine.begin() as conn:
-            new_keys = await store.messages.insert_many_in(conn, messages)
+            new_keys = await store.messages.insert_many_in(conn, [p.message for p in batch])
             claimed: set[tuple[str, str]] = set()
             fresh: list[bool] = []
             sightings: list[Sighting] = []
+            observations: list[Observation] = []
+            observed_at: dict[int, int] = {}
             learn: dict[str, list[str]] = {}
-            for message, scope in zip(messages, scopes, strict=True):
+            answered: list[dict[str, object]] = []
+            for index, pending in enumerate(batch):
+                message = pending.message
                 key = (message.channel_id, message.message_id)
                 is_new = key in new_keys and key not in claimed
                 fresh.append(is_new)
@@ -85,6 +110,15 @@ class Recorder:
                     continue
                 claimed.add(key)
                 if message.is_self:
+                    if pending.answers_reason and message.reply_to_message_id:
+                        answered.append(
+                            {
+                                "a_agent": agent_id,
+                                "a_channel": message.channel_id,
+                                "a_message": message.reply_to_message_id,
+                                "a_reason": pending.answers_reason,
+                            }
+                        )
                     continue
                 sightings.append(
                     Sighting(
@@ -94,12 +128,25 @@ class Recorder:
                         message.created_at,
                     )
                 )
-                if scope is not None and not message.author_is_bot:
+                if message.author_is_bot:
+                    continue
+                if message.text.strip():
+                    observed_at[index] = len(observations)
+                    observations.append(
+                        Observation(message.author_id, message.text, message.created_at)
+                    )
+                if pending.scope is not None:
                     learnable = _MENTION_MARKUP.sub("", message.text).strip()
                     if learnable:
-                        learn.setdefault(scope, []).append(learnable)
+                        learn.setdefault(pending.scope, []).append(learnable)
             if sightings:
-                await store.users.touch_many_in(conn, messages[0].agent_id, sightings)
+                await store.users.touch_many_in(conn, agent_id, sightings)
+            after = await self._relationships.observe_many_in(conn, agent_id, observations)
             for scope, texts in learn.items():
-                await self._markov.learn_texts_in(conn, messages[0].agent_id, scope, texts)
-        return fresh
+                await self._markov.learn_texts_in(conn, agent_id, scope, texts)
+            if answered:
+                await conn.execute(_MARK_ANSWERED, answered)
+        return [
+            Recorded(is_new, after[observed_at[i]] if i in observed_at else None)
+            for i, is_new in enumerate(fresh)
+        ]

@@ -8,9 +8,12 @@ so a bad day is not held against someone forever.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from carrier.settings import RelationshipSettings
 from carrier.store.relationships import RANGES, RelationshipRow
@@ -149,6 +152,15 @@ def react(rel: Relationship, text: str, sentiment: float, sensitivity: float) ->
     return Relationship(anger, rapport, trust, formality).clamped()
 
 
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """A user's message, as the relationship sees it."""
+
+    user_id: str
+    text: str
+    at: datetime
+
+
 class RelationshipService:
     """Reads and updates relationships in the database at the moment of interaction."""
 
@@ -184,6 +196,40 @@ class RelationshipService:
                 RelationshipRow(rel.anger, rel.rapport, rel.trust, rel.formality, now),
             )
         return rel
+
+    async def observe_many_in(
+        self, conn: AsyncConnection, agent_id: str, observations: Sequence[Observation]
+    ) -> list[Relationship]:
+        """:meth:`observe` for a batch, inside the caller's transaction: one read and one
+        write for the whole batch.  Returns the relationship after each observation, in
+        order (a user with two messages in the batch sees both)."""
+        if not observations:
+            return []
+        repo = self._store.relationships
+        stored = await repo.get_many_in(conn, agent_id, [o.user_id for o in observations])
+        current: dict[str, tuple[Relationship, datetime]] = {}
+        after: list[Relationship] = []
+        for seen in observations:
+            if seen.user_id in current:
+                rel, since = current[seen.user_id]
+                hours = max(0.0, (seen.at - since).total_seconds() / 3600)
+                rel = decay(rel, hours, self._settings.decay_per_hour)
+            else:
+                rel = self._from_row(stored.get(seen.user_id), seen.at)
+            rel = react(
+                rel, seen.text, self._analyzer.compound(seen.text), self._settings.sensitivity
+            )
+            current[seen.user_id] = (rel, seen.at)
+            after.append(rel)
+        await repo.put_many_in(
+            conn,
+            agent_id,
+            {
+                user_id: RelationshipRow(rel.anger, rel.rapport, rel.trust, rel.formality, at)
+                for user_id, (rel, at) in current.items()
+            },
+        )
+        return after
 
     async def set(
         self, agent_id: str, user_id: str, now: datetime, **values: float

@@ -14,6 +14,8 @@ from carrier.generation.markov import MarkovGenerator, TextChain
 from carrier.generation.request import GeneratedText, ReplyRequest
 from carrier.settings import MarkovSettings
 
+STATUS_WORDS = 16
+
 
 class MarkovResponder:
     name = "markov"
@@ -23,8 +25,9 @@ class MarkovResponder:
         self._settings = settings
 
     async def generate(self, request: ReplyRequest, rng: random.Random) -> GeneratedText | None:
-        seed = request.message_text or " ".join(request.persona.topics)
-        prefer_persona = rng.random() < self._settings.persona_weight
+        seed = request.message_text or request.status_text or " ".join(request.persona.topics)
+        # A status line is the persona musing, not the server talking: persona texts first.
+        prefer_persona = request.purpose == "status" or rng.random() < self._settings.persona_weight
         order = ("persona", "guild") if prefer_persona else ("guild", "persona")
         for source in order:
             text = await self._from(source, request, seed, rng)
@@ -39,9 +42,18 @@ class MarkovResponder:
             if request.guild_id is None and request.channel_id is None:
                 return None
             scope = request.guild_id or f"channel:{request.channel_id}"
-            return await self._generator.generate(request.agent_id, scope, seed, rng)
+            return await self._generator.generate(
+                request.agent_id, scope, seed, rng, self._max_words(request)
+            )
         texts = request.persona.texts()
         if not texts:
             return None
         chain = TextChain(texts, state_size=self._settings.state_size)
-        return await chain.generate(seed, rng, self._settings.max_words, self._settings.tries)
+        return await chain.generate(seed, rng, self._max_words(request), self._settings.tries)
+
+    def _max_words(self, request: ReplyRequest) -> int:
+        return (
+            min(STATUS_WORDS, self._settings.max_words)
+            if request.purpose == "status"
+            else (self._settings.max_words)
+        )

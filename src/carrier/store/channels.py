@@ -19,6 +19,8 @@ class ChannelPolicy:
     active: bool = True
     reply_mode: str = "contextual"
     reply_chance: float | None = None
+    generation_mode: str | None = None
+    """markov, llm or hybrid; None: the agent's mode."""
 
 
 class ChannelSettingsRepository:
@@ -50,7 +52,10 @@ class ChannelSettingsRepository:
         if chance is None and guild is not None:
             chance = guild.reply_chance
         mode = channel.reply_mode if channel is not None else "contextual"
-        return ChannelPolicy(active=active, reply_mode=mode, reply_chance=chance)
+        generation = channel.generation_mode if channel is not None else None
+        return ChannelPolicy(
+            active=active, reply_mode=mode, reply_chance=chance, generation_mode=generation
+        )
 
     async def set_channel(
         self,
@@ -61,12 +66,15 @@ class ChannelSettingsRepository:
         active: bool | None = None,
         reply_mode: str | None = None,
         reply_chance: float | None = None,
+        generation_mode: str | None = None,
     ) -> None:
         values: dict[str, object] = {"updated_at": datetime.now(UTC)}
         if active is not None:
             values["active"] = active
         if reply_mode is not None:
             values["reply_mode"] = reply_mode
+        if generation_mode is not None:
+            values["generation_mode"] = generation_mode
         if reply_chance is not None:
             values["reply_chance"] = reply_chance
         if guild_id is not None:
@@ -78,6 +86,7 @@ class ChannelSettingsRepository:
             active=True if active is None else active,
             reply_mode=reply_mode or "contextual",
             reply_chance=reply_chance,
+            generation_mode=generation_mode,
             updated_at=values["updated_at"],
         )
         async with self._engine.begin() as conn:

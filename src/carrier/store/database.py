@@ -103,6 +103,18 @@ def create_engine(url: str, *, echo: bool = False, busy_timeout_ms: int = 5000) 
             cursor.execute("PRAGMA temp_store=MEMORY")
             cursor.close()
 
+        dialect = engine.sync_engine.dialect
+        driver_rollback = dialect.do_rollback
+
+        def _rollback_if_needed(dbapi_connection: Any) -> None:
+            # Reads run in driver autocommit, so closing one has nothing to roll back, and
+            # asking the driver's thread anyway costs a round trip per read.  aiosqlite
+            # answers in_transaction without that round trip.
+            if getattr(dbapi_connection._connection, "in_transaction", True):
+                driver_rollback(dbapi_connection)
+
+        dialect.do_rollback = _rollback_if_needed  # type: ignore[method-assign]
+
         @event.listens_for(engine.sync_engine, "begin")
         def _begin(conn: Any) -> None:
             # Reads run in autocommit (each statement its own snapshot, no BEGIN/ROLLBACK

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -50,6 +51,56 @@ class RelationshipRepository:
         if row is None:
             return None
         return RelationshipRow(row.anger, row.rapport, row.trust, row.formality, row.updated_at)
+
+    async def get_many_in(
+        self, conn: AsyncConnection, agent_id: str, user_ids: Sequence[str]
+    ) -> dict[str, RelationshipRow]:
+        """Rows of several users in one statement (locked on PostgreSQL, in user order so
+        concurrent writers cannot deadlock)."""
+        query = (
+            select(relationships)
+            .where(
+                relationships.c.agent_id == agent_id,
+                relationships.c.user_id.in_(sorted(set(user_ids))),
+            )
+            .order_by(relationships.c.user_id)
+            .with_for_update()
+        )
+        return {
+            row.user_id: RelationshipRow(
+                row.anger, row.rapport, row.trust, row.formality, row.updated_at
+            )
+            for row in await conn.execute(query)
+        }
+
+    async def put_many_in(
+        self, conn: AsyncConnection, agent_id: str, rows: dict[str, RelationshipRow]
+    ) -> None:
+        """Upsert several users' rows in one executemany."""
+        if not rows:
+            return
+        stmt = insert(relationships, conn.dialect.name)
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["agent_id", "user_id"],
+                set_={
+                    name: stmt.excluded[name]
+                    for name in ("anger", "rapport", "trust", "formality", "updated_at")
+                },
+            ),
+            [
+                {
+                    "agent_id": agent_id,
+                    "user_id": user_id,
+                    "anger": row.anger,
+                    "rapport": row.rapport,
+                    "trust": row.trust,
+                    "formality": row.formality,
+                    "updated_at": row.updated_at,
+                }
+                for user_id, row in sorted(rows.items())
+            ],
+        )
 
     async def put(self, agent_id: str, user_id: str, row: RelationshipRow) -> None:
         async with self._engine.begin() as conn:

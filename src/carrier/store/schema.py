@@ -311,3 +311,72 @@ llm_usage = Table(
     CheckConstraint("input_tokens >= 0 AND output_tokens >= 0", name="tokens"),
     Index("ix_llm_usage_agent_time", "agent_id", "created_at"),
 )
+
+instagram_posts = Table(
+    "instagram_posts",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("agent_id", ID, nullable=False),
+    # The idempotency key: one request is one post, however often it is retried.
+    Column("request_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("media_kind", String(8), nullable=False),
+    Column("local_path", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("caption", Text, nullable=False, default=""),
+    Column("remote_name", String(200), nullable=True),
+    Column("media_url", Text, nullable=True),
+    Column("container_id", String(64), nullable=True),
+    Column("container_created_at", TS, nullable=True),
+    Column("publish_requested_at", TS, nullable=True),
+    Column("media_id", String(64), nullable=True),
+    Column("published_at", TS, nullable=True),
+    Column("not_before", TS, nullable=True),
+    Column("lease_until", TS, nullable=True),
+    Column("attempt_count", Integer, nullable=False, default=0),
+    Column("error", Text, nullable=True),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    UniqueConstraint("agent_id", "request_id", name="uq_instagram_post_request"),
+    CheckConstraint(
+        "status IN ('queued', 'publishing', 'published', 'failed', 'cancelled')", name="status"
+    ),
+    CheckConstraint("media_kind IN ('image', 'video')", name="media_kind"),
+    CheckConstraint("status <> 'published' OR published_at IS NOT NULL", name="published_at"),
+    CheckConstraint("attempt_count >= 0 AND size_bytes >= 0", name="counts"),
+    Index("ix_instagram_posts_agent_status", "agent_id", "status", "created_at"),
+    Index("ix_instagram_posts_agent_published", "agent_id", "published_at"),
+)
+
+instagram_attempts = Table(
+    "instagram_attempts",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column(
+        "post_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("instagram_posts.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("stage", String(16), nullable=False),
+    Column("outcome", String(16), nullable=True),
+    Column("container_id", String(64), nullable=True),
+    Column("media_id", String(64), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("started_at", TS, nullable=False),
+    Column("finished_at", TS, nullable=True),
+    CheckConstraint(
+        "stage IN ('upload', 'container', 'processing', 'publish', 'verify')", name="stage"
+    ),
+    CheckConstraint(
+        "outcome IS NULL OR outcome IN ('published', 'waiting', 'rate_limited', 'failed',"
+        " 'unknown')",
+        name="outcome",
+    ),
+    Index("ix_instagram_attempts_post", "post_id", "started_at"),
+)

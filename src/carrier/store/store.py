@@ -7,11 +7,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from carrier.store.agents import AgentRepository
 from carrier.store.channels import ChannelSettingsRepository, EmoteRepository
 from carrier.store.database import Database
+from carrier.store.instagram import InstagramPostRepository
 from carrier.store.markov import MarkovRepository
 from carrier.store.messages import MessageLogRepository
 from carrier.store.persona import PersonaRepository
 from carrier.store.relationships import RelationshipRepository
 from carrier.store.state import GlobalStateRepository
+from carrier.store.usage import UsageRepository
 from carrier.store.users import UserRepository
 
 
@@ -31,6 +33,8 @@ class Store:
         self.channels = ChannelSettingsRepository(engine)
         self.emotes = EmoteRepository(engine)
         self.markov = MarkovRepository(engine)
+        self.instagram = InstagramPostRepository(engine)
+        self.usage = UsageRepository(engine)
 
     @property
     def dialect(self) -> str:

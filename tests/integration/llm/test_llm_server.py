@@ -1,0 +1,160 @@
+"""The scripted LLM server itself: scripts, recording, strictness, embeddings and speed."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import math
+import struct
+import time
+
+import anthropic
+import openai
+import pytest
+
+from carrier.testing import llm_server as fake
+from carrier.testing.llm_server import RecordedRequest, ScriptedLLMServer
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def openai_client(server: ScriptedLLMServer, timeout: float = 10) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(
+        base_url=server.openai_base_url, api_key="k", max_retries=0, timeout=timeout
+    )
+
+
+async def ask(client: openai.AsyncOpenAI) -> str:
+    response = await client.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+    return response.choices[0].message.content or ""
+
+
+async def test_the_script_is_consumed_in_order_then_the_default_answers() -> None:
+    async with ScriptedLLMServer(
+        fake.answer("one"), fake.answer("two"), default=fake.answer("default")
+    ) as server:
+        client = openai_client(server)
+        assert server.pending == 2
+        assert [await ask(client) for _ in range(3)] == ["one", "two", "default"]
+        assert server.pending == 0
+        server.script(fake.answer("three"))
+        assert await ask(client) == "three"
+        await client.close()
+
+
+async def test_the_default_may_answer_from_the_request() -> None:
+    def echo(received: RecordedRequest) -> fake.Behaviour:
+        return fake.answer("you said: " + received.messages[-1]["content"])
+
+    async with ScriptedLLMServer(default=echo) as server:
+        client = openai_client(server)
+        assert await ask(client) == "you said: hi"
+        await client.close()
+
+
+async def test_requests_are_recorded_with_headers_and_body() -> None:
+    async with ScriptedLLMServer() as server:
+        client = openai_client(server)
+        await client.chat.completions.create(
+            model="gpt-test",
+            messages=[{"role": "system", "content": "be a fish"}, *MESSAGES],  # type: ignore[list-item]
+            max_tokens=7,
+        )
+        await client.close()
+        (received,) = server.requests
+        assert received.api == "openai"
+        assert received.path == "/v1/chat/completions"
+        assert received.model == "gpt-test"
+        assert received.system == "be a fish"
+        assert received.messages == MESSAGES
+        assert received.body["max_tokens"] == 7
+        assert received.headers["Authorization"] == "Bearer k"
+
+
+async def test_strict_mode_rejects_what_anthropic_rejects() -> None:
+    async with ScriptedLLMServer() as server:
+        client = anthropic.AsyncAnthropic(
+            base_url=server.anthropic_base_url, api_key="k", max_retries=0
+        )
+        with pytest.raises(anthropic.BadRequestError, match="alternate"):
+            await client.messages.create(
+                model="claude-scripted-1",
+                max_tokens=5,
+                messages=[{"role": "user", "content": "a"}, {"role": "user", "content": "b"}],
+            )
+        with pytest.raises(anthropic.BadRequestError, match="first message"):
+            await client.messages.create(
+                model="claude-scripted-1",
+                max_tokens=5,
+                messages=[{"role": "assistant", "content": "a"}],
+            )
+        with pytest.raises(anthropic.BadRequestError, match="temperature"):
+            await client.messages.create(
+                model="claude-scripted-1",
+                max_tokens=5,
+                messages=[{"role": "user", "content": "a"}],
+                extra_body={"temperature": 0.5},
+            )
+        await client.close()
+        assert server.pending == 0  # rejected requests consume no behaviour
+
+
+async def test_embeddings_are_deterministic_unit_vectors() -> None:
+    async with ScriptedLLMServer(embedding_dimensions=8) as server:
+        client = openai_client(server)
+        # The SDK asks for base64 by itself and decodes it; "float" comes as a JSON list.
+        first = await client.embeddings.create(model="e", input=["river", "kitchen"])
+        again = await client.embeddings.create(model="e", input="river", encoding_format="float")
+        packed = await client.embeddings.create(model="e", input="river", encoding_format="base64")
+        await client.close()
+    vectors = [item.embedding for item in first.data]
+    assert len(vectors) == 2 and all(len(v) == 8 for v in vectors)
+    assert all(math.isclose(sum(x * x for x in v), 1.0, rel_tol=1e-5) for v in vectors)
+    assert vectors[0] != vectors[1]
+    assert again.data[0].embedding == pytest.approx(vectors[0], rel=1e-5)
+    raw = base64.b64decode(str(packed.data[0].embedding))
+    assert list(struct.unpack("<8f", raw)) == pytest.approx(vectors[0], rel=1e-5)
+    assert server.pending == 0
+    assert [r.body.get("encoding_format") for r in server.requests] == [
+        "base64",
+        "float",
+        "base64",
+    ]
+
+
+async def test_stopping_ends_a_stall_at_once() -> None:
+    server = await ScriptedLLMServer(fake.stall(3600)).start()
+    client = openai_client(server, timeout=30)
+    call = asyncio.create_task(ask(client))
+    await server.wait_for_requests(1)
+    started = time.monotonic()
+    await server.stop()
+    await asyncio.gather(call, return_exceptions=True)
+    assert time.monotonic() - started < 3
+    await client.close()
+
+
+async def test_two_hundred_slow_answers_run_side_by_side() -> None:
+    async with ScriptedLLMServer(default=fake.answer("slow but sure", delay=1.0)) as server:
+        client = openai_client(server, timeout=30)
+        started = time.monotonic()
+        answers = await asyncio.gather(*(ask(client) for _ in range(200)))
+        elapsed = time.monotonic() - started
+        await client.close()
+    assert answers == ["slow but sure"] * 200
+    assert server.peak_active == 200
+    # Ideal is 1 s; serialised it would be 200 s.  The margin is the SDK's own work.
+    assert elapsed < 2.5, f"200 concurrent 1 s answers took {elapsed:.2f} s"
+
+
+async def test_zero_delay_answers_are_fast() -> None:
+    async with ScriptedLLMServer(default=fake.answer("quick")) as server:
+        client = openai_client(server)
+        await ask(client)  # warm the connection
+        started = time.monotonic()
+        for _ in range(100):
+            await ask(client)
+        per_call = (time.monotonic() - started) / 100
+        await client.close()
+    # The SDK's own work dominates; the server adds well under a millisecond.
+    assert per_call < 0.02, f"{per_call * 1000:.1f} ms per call"
