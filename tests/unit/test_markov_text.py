@@ -170,11 +170,7 @@ async def test_text_chain_respects_max_words() -> None:
             assert len(text.split()) <= 5
 
 
-def test_text_chain_builds_quickly_for_a_persona() -> None:
-    import time
-
+def test_text_chain_learns_every_persona_line() -> None:
     lines = [f"{line} number {i}" for i in range(7) for line in PERSONA_LINES]
-    started = time.perf_counter()
     chain = TextChain(lines)
-    assert time.perf_counter() - started < 0.05
     assert len(chain) == len(lines)

@@ -106,7 +106,7 @@ async def test_a_stall_is_a_timeout(
     started = time.monotonic()
     with pytest.raises(ProviderTimeout) as caught:
         await llm.complete(PROMPT, max_tokens=50, temperature=0.5)
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 10  # the 0.3 s timeout, not the 30 s stall
     assert caught.value.provider == kind
 
 
