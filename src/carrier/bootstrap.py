@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -91,18 +91,27 @@ def build_engine_for(
     from carrier.generation.markov import MarkovGenerator
     from carrier.generation.markov_responder import MarkovResponder
     from carrier.generation.modes import ModalResponder
+    from carrier.memory.redis_mirror import RedisMirror
     from carrier.memory.short_term import ShortTermMemory
 
     rng = rng or random.Random()
     metrics = metrics or Metrics()
     markov = MarkovGenerator(store.markov, settings.markov)
     relationships = RelationshipService(store, settings.relationships, VaderSentiment())
+    mirror = (
+        RedisMirror.from_url(
+            settings.redis_url.get_secret_value(),
+            window=timedelta(hours=settings.engine.short_term_hours),
+        )
+        if settings.redis_url
+        else None
+    )
     if llm is None and settings.llm.providers:
         llm = build_llm(settings, store, metrics)
     parts = EngineParts(
         store=store,
         settings=settings.engine,
-        short_term=ShortTermMemory(store, settings.engine.short_term_hours),
+        short_term=ShortTermMemory(store, settings.engine.short_term_hours, mirror),
         markov=markov,
         relationships=relationships,
         mood=MoodService(store, settings.mood.timezone, rng),
@@ -118,7 +127,7 @@ def build_engine_for(
             settings.rate_limits,
             redis_storage(settings.redis_url.get_secret_value()) if settings.redis_url else None,
         ),
-        recorder=Recorder(store, markov, relationships),
+        recorder=Recorder(store, markov, relationships, mirror=mirror),
         metrics=metrics,
     )
     return Engine(

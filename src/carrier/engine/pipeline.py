@@ -205,7 +205,7 @@ class Engine:
         since = now - timedelta(hours=self.settings.short_term_hours)
         persona, recent, policy = await asyncio.gather(
             load_persona(self.store, self.agent_id),
-            self.store.messages.recent(
+            self.parts.short_term.recent(
                 self.agent_id, msg.channel_id, since, _RECENT_FOR_TRIGGERS + 1
             ),
             self.store.channels.policy(self.agent_id, msg.guild_id, msg.channel_id),
@@ -298,10 +298,12 @@ class Engine:
             await asyncio.gather(*self._learning.values(), return_exceptions=True)
 
     async def aclose(self) -> None:
-        """Finish logging replies and release what the engine holds open (LLM clients);
-        the store is the caller's."""
+        """Finish logging replies and release what the engine holds open (LLM clients, the
+        Redis mirror); the store is the caller's."""
         await self.drain()
         await self.parts.responder.aclose()
+        if self.parts.short_term.mirror is not None:
+            await self.parts.short_term.mirror.aclose()
 
     def now(self) -> datetime:
         """The engine's clock (injectable for tests and schedulers)."""
@@ -310,12 +312,18 @@ class Engine:
     # -- other events ----------------------------------------------------------------------
 
     async def message_edited(self, channel_id: str, message_id: str, text: str) -> bool:
-        return await self.store.messages.edit(
+        """A message was edited on the platform: the log (and archive) follow."""
+        changed = await self.store.messages.edit(
             self.agent_id, channel_id, message_id, self._clean(text)
         )
+        await self.parts.short_term.invalidate(self.agent_id, channel_id)
+        return changed
 
     async def message_deleted(self, channel_id: str, message_id: str) -> bool:
-        return await self.store.messages.mark_deleted(self.agent_id, channel_id, message_id)
+        """A message was deleted on the platform: it leaves the bot's view."""
+        changed = await self.store.messages.mark_deleted(self.agent_id, channel_id, message_id)
+        await self.parts.short_term.invalidate(self.agent_id, channel_id)
+        return changed
 
     async def acknowledge(self, reply: Reply, platform_message_id: str) -> None:
         """The client sent ``reply`` and the platform gave it this id."""
@@ -325,6 +333,7 @@ class Engine:
         await self.store.messages.rename(
             self.agent_id, reply.channel_id, reply.message_id, platform_message_id
         )
+        await self.parts.short_term.invalidate(self.agent_id, reply.channel_id)
 
     def markov_scope(self, msg: IncomingMessage) -> str:
         """The chain a message trains and is answered from: its guild, else its channel."""

@@ -20,6 +20,7 @@ from sqlalchemy import and_, bindparam, update
 
 from carrier.engine.relationships import Observation, Relationship, RelationshipService
 from carrier.generation.markov import MarkovGenerator
+from carrier.memory.redis_mirror import RedisMirror
 from carrier.store.group_commit import GroupCommit
 from carrier.store.messages import LoggedMessage
 from carrier.store.schema import short_term_messages
@@ -63,9 +64,11 @@ class Recorder:
         markov: MarkovGenerator,
         relationships: RelationshipService,
         *,
+        mirror: RedisMirror | None = None,
         max_batch: int = 256,
     ) -> None:
         self._store = store
+        self._mirror = mirror
         self._markov = markov
         self._relationships = relationships
         self._commit: GroupCommit[_Pending, Recorded] = GroupCommit(
@@ -146,6 +149,10 @@ class Recorder:
                 await self._markov.learn_texts_in(conn, agent_id, scope, texts)
             if answered:
                 await conn.execute(_MARK_ANSWERED, answered)
+        if self._mirror is not None:
+            await self._mirror.add(
+                [p.message for p, is_new in zip(batch, fresh, strict=True) if is_new]
+            )
         return [
             Recorded(is_new, after[observed_at[i]] if i in observed_at else None)
             for i, is_new in enumerate(fresh)

@@ -6,10 +6,11 @@ default), newest first until the token budget is spent, returned oldest first.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from carrier.memory.redis_mirror import RedisMirror
 from carrier.store.messages import LoggedMessage
 from carrier.store.store import Store
 
@@ -29,9 +30,46 @@ def message_tokens(message: LoggedMessage) -> int:
 
 
 class ShortTermMemory:
-    def __init__(self, store: Store, hours: float) -> None:
+    """The 24-hour window of a channel, from the Redis mirror when it can answer for the
+    whole period, else from the database (which then refills the mirror)."""
+
+    def __init__(self, store: Store, hours: float, mirror: RedisMirror | None = None) -> None:
         self._store = store
         self._span = timedelta(hours=hours)
+        self.mirror = mirror
+
+    async def recent(
+        self,
+        agent_id: str,
+        channel_id: str,
+        since: datetime,
+        limit: int,
+        before: datetime | None = None,
+    ) -> list[LoggedMessage]:
+        """Newest first: the channel's messages since ``since`` (log and archive)."""
+        mirror = self.mirror
+        if mirror is not None:
+            mirrored = await mirror.recent(agent_id, channel_id, since, limit, before)
+            if mirrored is not None:
+                return mirrored
+        rows = await self._store.messages.recent(agent_id, channel_id, since, limit, before=before)
+        if mirror is not None and mirror.available and before is None:
+            await self._refill(mirror, agent_id, channel_id, since)
+        return rows
+
+    async def _refill(
+        self, mirror: RedisMirror, agent_id: str, channel_id: str, since: datetime
+    ) -> None:
+        start = min(since, datetime.now(UTC) - self._span)
+        rows = await self._store.messages.recent(agent_id, channel_id, start, mirror.capacity)
+        await mirror.rebuild(
+            agent_id, channel_id, rows, start, complete=len(rows) < mirror.capacity
+        )
+
+    async def invalidate(self, agent_id: str, channel_id: str) -> None:
+        """A message of the channel was edited or deleted."""
+        if self.mirror is not None:
+            await self.mirror.forget_channel(agent_id, channel_id)
 
     async def record_in(self, conn: AsyncConnection, message: LoggedMessage) -> bool:
         """Log ``message`` in the caller's transaction; False if it was already known
@@ -60,9 +98,7 @@ class ShortTermMemory:
         spent = 0
         cursor = before
         for limit in (budget_tokens // TYPICAL_TOKENS + 1, budget_tokens // MIN_TOKENS + 1):
-            rows = await self._store.messages.recent(
-                agent_id, channel_id, since, limit, before=cursor
-            )
+            rows = await self.recent(agent_id, channel_id, since, limit, before=cursor)
             for logged in rows:
                 if logged.message_id == exclude_message_id:
                     continue

@@ -1,0 +1,252 @@
+"""The short-term mirror in Redis: recent messages per channel and activity per user.
+
+The database stays the source of truth.  The mirror serves the 24-hour window of a channel
+when it holds all of it (a per-channel marker says since when it is complete), and is rebuilt
+from the database whenever it does not: after a flush, an eviction, an outage, an edit or a
+deletion.  Every Redis failure is contained here: the caller gets ``None`` and reads the
+database, and the mirror tries Redis again after a short pause, dropping what it may have
+missed meanwhile.
+
+Keys (``carrier:{agent}:`` prefix):
+
+- ``chan:{channel}:log``: sorted set, score = message time, member = the message as JSON;
+  trimmed to the window and to ``max_per_channel`` messages; expires after the window.
+- ``chan:{channel}:complete``: the time since which the log is complete.
+- ``user:{user}``: hash (name, last_active, messages) with an activity-based TTL: a user whose
+  previous message was within ``active_within`` is active (kept 24 h), anyone else inactive
+  (kept 1 h).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from carrier.store.messages import LoggedMessage
+
+log = logging.getLogger(__name__)
+
+ACTIVE_TTL = 24 * 3600
+INACTIVE_TTL = 3600
+RETRY_AFTER_SECONDS = 5.0
+
+
+def _encode(message: LoggedMessage) -> str:
+    data = asdict(message)
+    data["created_at"] = message.created_at.isoformat()
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _decode(raw: bytes | str) -> LoggedMessage:
+    data: dict[str, Any] = json.loads(raw)
+    data["created_at"] = datetime.fromisoformat(data["created_at"])
+    return LoggedMessage(**data)
+
+
+class RedisMirror:
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        window: timedelta = timedelta(hours=24),
+        max_per_channel: int = 2000,
+        active_within: timedelta = timedelta(hours=1),
+        prefix: str = "carrier",
+    ) -> None:
+        self._redis = client
+        self._window = window
+        self._max = max_per_channel
+        self._active_within = active_within
+        self._prefix = prefix
+        self._down_until = 0.0
+        self._was_down = False
+        self.hits = 0
+        self.misses = 0
+
+    @classmethod
+    def from_url(cls, url: str, **kw: Any) -> RedisMirror:
+        client = Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        return cls(client, **kw)
+
+    # -- keys ----------------------------------------------------------------------------------
+
+    def _log_key(self, agent_id: str, channel_id: str) -> str:
+        return f"{self._prefix}:{agent_id}:chan:{channel_id}:log"
+
+    def _marker_key(self, agent_id: str, channel_id: str) -> str:
+        return f"{self._prefix}:{agent_id}:chan:{channel_id}:complete"
+
+    def _user_key(self, agent_id: str, user_id: str) -> str:
+        return f"{self._prefix}:{agent_id}:user:{user_id}"
+
+    # -- availability --------------------------------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        """How many messages a channel's mirror keeps at most."""
+        return self._max
+
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _failed(self, exc: BaseException, doing: str) -> None:
+        if not self._was_down:
+            log.warning(
+                "Redis mirror unavailable while %s (%s); using the database",
+                doing,
+                type(exc).__name__,
+            )
+        self._was_down = True
+        self._down_until = time.monotonic() + RETRY_AFTER_SECONDS
+
+    async def _recover(self, agent_id: str) -> None:
+        """After an outage, what the mirror holds may miss messages: forget the markers."""
+        if not self._was_down:
+            return
+        pattern = f"{self._prefix}:{agent_id}:chan:*:complete"
+        async for key in self._redis.scan_iter(match=pattern, count=500):
+            await self._redis.delete(key)
+        self._was_down = False
+        log.info("Redis mirror back; channels are rebuilt from the database on first use")
+
+    # -- writing -------------------------------------------------------------------------------
+
+    async def add(self, messages: Sequence[LoggedMessage]) -> None:
+        """Mirror freshly committed messages (best effort: failures only pause the mirror)."""
+        if not messages or not self.available:
+            return
+        agent_id = messages[0].agent_id
+        try:
+            await self._recover(agent_id)
+            now = time.time()
+            pipe = self._redis.pipeline(transaction=False)
+            channels = {m.channel_id for m in messages}
+            for message in messages:
+                key = self._log_key(agent_id, message.channel_id)
+                pipe.zadd(key, {_encode(message): message.created_at.timestamp()})
+            for channel_id in channels:
+                key = self._log_key(agent_id, channel_id)
+                pipe.zremrangebyscore(key, "-inf", now - self._window.total_seconds())
+                pipe.zremrangebyrank(key, 0, -self._max - 1)
+                pipe.expire(key, int(self._window.total_seconds()))
+            await pipe.execute()
+            await self._touch_users(agent_id, [m for m in messages if not m.is_self])
+        except (RedisError, OSError) as exc:
+            self._failed(exc, "writing")
+
+    async def _touch_users(self, agent_id: str, messages: Sequence[LoggedMessage]) -> None:
+        for message in messages:
+            key = self._user_key(agent_id, message.author_id)
+            previous = await self._redis.hget(key, "last_active")
+            stamp = message.created_at.timestamp()
+            active = previous is not None and (
+                stamp - float(previous) <= self._active_within.total_seconds()
+            )
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hset(key, mapping={"name": message.author_name, "last_active": stamp})
+            pipe.hincrby(key, "messages", 1)
+            pipe.expire(key, ACTIVE_TTL if active else INACTIVE_TTL)
+            await pipe.execute()
+
+    async def forget_channel(self, agent_id: str, channel_id: str) -> None:
+        """An edit or a deletion: the channel is rebuilt from the database on next use."""
+        if not self.available:
+            return
+        try:
+            await self._redis.delete(
+                self._log_key(agent_id, channel_id), self._marker_key(agent_id, channel_id)
+            )
+        except (RedisError, OSError) as exc:
+            self._failed(exc, "invalidating")
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def recent(
+        self,
+        agent_id: str,
+        channel_id: str,
+        since: datetime,
+        limit: int,
+        before: datetime | None = None,
+    ) -> list[LoggedMessage] | None:
+        """Newest first, like the database's ``recent``; ``None`` when the mirror cannot
+        answer for the whole period (the caller reads the database, then :meth:`rebuild`)."""
+        if not self.available:
+            self.misses += 1
+            return None
+        try:
+            await self._recover(agent_id)
+            marker = await self._redis.get(self._marker_key(agent_id, channel_id))
+            if marker is None or float(marker) > since.timestamp():
+                self.misses += 1
+                return None
+            high = f"({before.timestamp()}" if before is not None else "+inf"
+            raw = await self._redis.zrevrangebyscore(
+                self._log_key(agent_id, channel_id),
+                high,
+                since.timestamp(),
+                start=0,
+                num=limit,
+            )
+        except (RedisError, OSError) as exc:
+            self._failed(exc, "reading")
+            self.misses += 1
+            return None
+        self.hits += 1
+        return [_decode(item) for item in raw if isinstance(item, bytes | str)]
+
+    async def rebuild(
+        self,
+        agent_id: str,
+        channel_id: str,
+        newest_first: Sequence[LoggedMessage],
+        since: datetime,
+        complete: bool,
+    ) -> None:
+        """Fill the channel's mirror with the database's messages since ``since`` and mark it
+        complete from there (``complete``: they are all of that period; else only from the
+        oldest one given).  Added to what is there, never replacing it, so a message mirrored
+        meanwhile by a writer is not lost."""
+        if not self.available:
+            return
+        start = since if complete or not newest_first else newest_first[-1].created_at
+        try:
+            key = self._log_key(agent_id, channel_id)
+            pipe = self._redis.pipeline(transaction=True)
+            if newest_first:
+                pipe.zadd(key, {_encode(m): m.created_at.timestamp() for m in newest_first})
+            pipe.expire(key, int(self._window.total_seconds()))
+            pipe.set(
+                self._marker_key(agent_id, channel_id),
+                start.timestamp(),
+                ex=int(self._window.total_seconds()),
+            )
+            await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self._failed(exc, "rebuilding")
+
+    async def activity(self, agent_id: str, user_id: str) -> dict[str, str] | None:
+        if not self.available:
+            return None
+        try:
+            raw = await self._redis.hgetall(self._user_key(agent_id, user_id))
+        except (RedisError, OSError) as exc:
+            self._failed(exc, "reading activity")
+            return None
+        return {_text(k): _text(v) for k, v in raw.items()} if raw else None
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()

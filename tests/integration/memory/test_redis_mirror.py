@@ -1,0 +1,142 @@
+"""The short-term mirror in a real Redis: served from Redis, rebuilt after flush and outage."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from carrier.bootstrap import build_engine_for
+from carrier.engine.messages import IncomingMessage
+from carrier.engine.pipeline import Engine
+from carrier.memory.redis_mirror import ACTIVE_TTL, INACTIVE_TTL
+from carrier.persona.character import load_character
+from carrier.persona.service import import_character
+from carrier.settings import load_settings
+from carrier.store.store import Store
+
+ROOT = Path(__file__).resolve().parents[3]
+_ids = itertools.count(1)
+
+
+@pytest.fixture
+async def engine(
+    store: Store, redis_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Engine]:
+    redis_server.flushall()
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    settings = load_settings(None)
+    await import_character(store, "fish", load_character(ROOT / "characters" / "fish.yaml"))
+    built = build_engine_for(settings, store, "bot", rng=random.Random(9))
+    assert built.parts.short_term.mirror is not None
+    yield built
+    await built.aclose()
+
+
+def message(
+    text: str, author: str = "alice", at: datetime | None = None, **kw: object
+) -> IncomingMessage:
+    return IncomingMessage(
+        channel_id="chan",
+        guild_id="guild",
+        message_id=f"r{next(_ids)}",
+        author_id=f"u-{author}",
+        author_name=author,
+        text=text,
+        created_at=at or datetime.now(UTC),
+        **kw,
+    )  # type: ignore[arg-type]
+
+
+async def window_texts(engine: Engine) -> list[str]:
+    rows = await engine.parts.short_term.window("fish", "chan", datetime.now(UTC), 10_000)
+    return [m.text for m in rows]
+
+
+async def database_texts(engine: Engine) -> list[str]:
+    rows = await engine.store.messages.recent(
+        "fish", "chan", datetime.now(UTC) - timedelta(hours=24), 10_000
+    )
+    return [m.text for m in reversed(rows)]
+
+
+async def test_the_window_is_served_from_redis_once_mirrored(engine: Engine) -> None:
+    mirror = engine.parts.short_term.mirror
+    assert mirror is not None
+    for i in range(5):
+        await engine.handle(message(f"hello number {i}"))
+    first = await window_texts(engine)  # may fill the mirror from the database
+    hits = mirror.hits
+    again = await window_texts(engine)
+    assert again == first == await database_texts(engine)
+    assert mirror.hits > hits  # answered by Redis this time
+
+
+async def test_flush_mid_conversation_keeps_answering_and_rebuilds(
+    engine: Engine, redis_server: Any
+) -> None:
+    await engine.handle(message("the reef is calm, fish?", mentions_bot=True))
+    await engine.drain()
+    redis_server.flushall()
+    reply = await engine.handle(message("still there, fish?", mentions_bot=True))
+    assert reply.reply is not None
+    await engine.drain()
+    assert await window_texts(engine) == await database_texts(engine)
+    client = Redis.from_url(redis_server.url)
+    try:
+        assert await client.exists("carrier:fish:chan:chan:complete") == 1
+    finally:
+        await client.aclose()
+
+
+async def test_redis_down_mid_conversation_then_back(engine: Engine, redis_server: Any) -> None:
+    await engine.handle(message("before the outage, fish", mentions_bot=True))
+    await engine.drain()
+    await window_texts(engine)
+    redis_server.stop()
+    try:
+        during = await engine.handle(message("during the outage, fish?", mentions_bot=True))
+        assert during.reply is not None and during.reply.text.strip()
+        await engine.drain()
+        assert "during the outage, fish?" in await window_texts(engine)
+    finally:
+        redis_server.resume()
+    mirror = engine.parts.short_term.mirror
+    assert mirror is not None
+    mirror._down_until = 0.0  # don't wait the retry pause in a test
+    after = await engine.handle(message("after the outage, fish?", mentions_bot=True))
+    assert after.reply is not None
+    await engine.drain()
+    await window_texts(engine)  # rebuilt from the database: nothing written meanwhile lost
+    assert await window_texts(engine) == await database_texts(engine)
+
+
+async def test_activity_based_ttl(engine: Engine, redis_server: Any) -> None:
+    now = datetime.now(UTC)
+    await engine.handle(message("first time here", author="newbie", at=now))
+    await engine.handle(message("hi", author="regular", at=now - timedelta(minutes=10)))
+    await engine.handle(message("hi again", author="regular", at=now))
+    client = Redis.from_url(redis_server.url)
+    try:
+        newbie = await client.ttl("carrier:fish:user:u-newbie")
+        regular = await client.ttl("carrier:fish:user:u-regular")
+    finally:
+        await client.aclose()
+    assert INACTIVE_TTL - 60 <= newbie <= INACTIVE_TTL
+    assert ACTIVE_TTL - 60 <= regular <= ACTIVE_TTL
+
+
+async def test_edits_and_deletions_reach_the_mirrored_window(engine: Engine) -> None:
+    first = message("my favourite snack is tuna")
+    await engine.handle(first)
+    await window_texts(engine)
+    await engine.message_edited("chan", first.message_id, "my favourite snack is salmon")
+    assert await window_texts(engine) == ["my favourite snack is salmon"]
+    await engine.message_deleted("chan", first.message_id)
+    assert await window_texts(engine) == []
