@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from carrier.store.agents import AgentRepository
 from carrier.store.channels import ChannelSettingsRepository, EmoteRepository
 from carrier.store.database import Database
+from carrier.store.facts import FactRepository
 from carrier.store.instagram import InstagramPostRepository
 from carrier.store.markov import MarkovRepository
 from carrier.store.messages import MessageLogRepository
@@ -35,6 +36,7 @@ class Store:
         self.markov = MarkovRepository(engine)
         self.instagram = InstagramPostRepository(engine)
         self.usage = UsageRepository(engine)
+        self.facts = FactRepository(engine)
 
     @property
     def dialect(self) -> str:

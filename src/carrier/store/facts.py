@@ -1,0 +1,291 @@
+"""Long-term facts per user: fact, category, first and last mentioned, reference count.
+
+A fact that a newer one contradicts is kept as history (``superseded_by`` points at the
+newer fact) rather than deleted.  Embeddings are stored with their model and dimension so a
+change of model never mixes vectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from carrier.store.database import Database
+from carrier.store.schema import memory_facts
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    id: int
+    agent_id: str
+    user_id: str
+    guild_id: str | None
+    fact: str
+    category: str
+    first_mentioned: datetime
+    last_mentioned: datetime
+    reference_count: int
+    source_message_id: str | None = None
+    superseded_by: int | None = None
+    embedding_model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewFact:
+    user_id: str
+    fact: str
+    category: str
+    mentioned_at: datetime
+    guild_id: str | None = None
+    source_message_id: str | None = None
+    embedding: np.ndarray | None = None
+    embedding_model: str | None = None
+
+
+def vector_bytes(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def vector_of(blob: bytes, dim: int) -> np.ndarray:
+    vector = np.frombuffer(blob, dtype="<f4")
+    if vector.shape[0] != dim:
+        raise ValueError(f"stored vector has {vector.shape[0]} values, expected {dim}")
+    return vector
+
+
+_FACT_COLUMNS = (
+    memory_facts.c.id,
+    memory_facts.c.agent_id,
+    memory_facts.c.user_id,
+    memory_facts.c.guild_id,
+    memory_facts.c.fact,
+    memory_facts.c.category,
+    memory_facts.c.first_mentioned,
+    memory_facts.c.last_mentioned,
+    memory_facts.c.reference_count,
+    memory_facts.c.source_message_id,
+    memory_facts.c.superseded_by,
+    memory_facts.c.embedding_model,
+)
+
+
+def _fact(row: object) -> Fact:
+    return Fact(*(getattr(row, c.name) for c in _FACT_COLUMNS))
+
+
+class FactRepository:
+    def __init__(self, engine: Database) -> None:
+        self._engine = engine
+
+    # -- writing (inside the caller's transaction) ---------------------------------------------
+
+    async def add_in(self, conn: AsyncConnection, agent_id: str, new: NewFact) -> int:
+        values: dict[str, object] = {
+            "agent_id": agent_id,
+            "user_id": new.user_id,
+            "guild_id": new.guild_id,
+            "fact": new.fact,
+            "category": new.category,
+            "first_mentioned": new.mentioned_at,
+            "last_mentioned": new.mentioned_at,
+            "reference_count": 1,
+            "source_message_id": new.source_message_id,
+        }
+        if new.embedding is not None:
+            values |= {
+                "embedding": vector_bytes(new.embedding),
+                "embedding_model": new.embedding_model,
+                "embedding_dim": int(new.embedding.shape[0]),
+            }
+        result = await conn.execute(memory_facts.insert().returning(memory_facts.c.id), values)
+        return int(result.scalar_one())
+
+    async def reinforce_in(self, conn: AsyncConnection, fact_id: int, at: datetime) -> None:
+        """Mentioned again: one more reference, and ``last_mentioned`` moves forward."""
+        await conn.execute(
+            update(memory_facts)
+            .where(memory_facts.c.id == fact_id)
+            .values(
+                reference_count=memory_facts.c.reference_count + 1,
+                last_mentioned=func.max(memory_facts.c.last_mentioned, at)
+                if conn.dialect.name == "sqlite"
+                else func.greatest(memory_facts.c.last_mentioned, at),
+            )
+        )
+
+    async def supersede_in(self, conn: AsyncConnection, old_id: int, new_id: int) -> None:
+        await conn.execute(
+            update(memory_facts).where(memory_facts.c.id == old_id).values(superseded_by=new_id)
+        )
+
+    async def set_embedding_in(
+        self, conn: AsyncConnection, fact_id: int, vector: np.ndarray, model: str
+    ) -> None:
+        await conn.execute(
+            update(memory_facts)
+            .where(memory_facts.c.id == fact_id)
+            .values(
+                embedding=vector_bytes(vector),
+                embedding_model=model,
+                embedding_dim=int(vector.shape[0]),
+            )
+        )
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    async def get(self, fact_id: int) -> Fact | None:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(select(*_FACT_COLUMNS).where(memory_facts.c.id == fact_id))
+            ).first()
+        return None if row is None else _fact(row)
+
+    async def for_user(
+        self,
+        agent_id: str,
+        user_id: str,
+        *,
+        guild_ids: Sequence[str | None] | None = None,
+        include_history: bool = False,
+        conn: AsyncConnection | None = None,
+    ) -> list[Fact]:
+        """The user's facts, most referenced first; ``guild_ids`` limits where they were
+        learned (None: anywhere)."""
+        query = select(*_FACT_COLUMNS).where(
+            memory_facts.c.agent_id == agent_id, memory_facts.c.user_id == user_id
+        )
+        if not include_history:
+            query = query.where(memory_facts.c.superseded_by.is_(None))
+        if guild_ids is not None:
+            named = [g for g in guild_ids if g is not None]
+            if None in guild_ids:
+                query = query.where(
+                    or_(memory_facts.c.guild_id.in_(named), memory_facts.c.guild_id.is_(None))
+                )
+            else:
+                query = query.where(memory_facts.c.guild_id.in_(named))
+        query = query.order_by(
+            memory_facts.c.reference_count.desc(),
+            memory_facts.c.last_mentioned.desc(),
+            memory_facts.c.id,
+        )
+        if conn is not None:
+            return [_fact(r) for r in await conn.execute(query)]
+        async with self._engine.connect() as own:
+            return [_fact(r) for r in await own.execute(query)]
+
+    async def embeddings_for_user(
+        self, conn: AsyncConnection, agent_id: str, user_id: str, model: str
+    ) -> list[tuple[Fact, np.ndarray]]:
+        """Current facts of the user with a vector of ``model`` (for semantic de-duplication)."""
+        query = select(
+            *_FACT_COLUMNS, memory_facts.c.embedding, memory_facts.c.embedding_dim
+        ).where(
+            memory_facts.c.agent_id == agent_id,
+            memory_facts.c.user_id == user_id,
+            memory_facts.c.superseded_by.is_(None),
+            memory_facts.c.embedding_model == model,
+        )
+        out = []
+        for row in await conn.execute(query):
+            if row.embedding is not None and row.embedding_dim:
+                out.append((_fact(row), vector_of(row.embedding, row.embedding_dim)))
+        return out
+
+    async def listing(
+        self,
+        agent_id: str | None = None,
+        user_id: str | None = None,
+        *,
+        include_history: bool = False,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> list[Fact]:
+        query = select(*_FACT_COLUMNS)
+        if agent_id is not None:
+            query = query.where(memory_facts.c.agent_id == agent_id)
+        if user_id is not None:
+            query = query.where(memory_facts.c.user_id == user_id)
+        if not include_history:
+            query = query.where(memory_facts.c.superseded_by.is_(None))
+        query = (
+            query.order_by(memory_facts.c.agent_id, memory_facts.c.user_id, memory_facts.c.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        async with self._engine.connect() as conn:
+            return [_fact(r) for r in await conn.execute(query)]
+
+    async def count(self, agent_id: str, *, include_history: bool = True) -> int:
+        query = (
+            select(func.count())
+            .select_from(memory_facts)
+            .where(memory_facts.c.agent_id == agent_id)
+        )
+        if not include_history:
+            query = query.where(memory_facts.c.superseded_by.is_(None))
+        async with self._engine.connect() as conn:
+            return int(await conn.scalar(query) or 0)
+
+    # -- people's control --------------------------------------------------------------------
+
+    async def update_text(
+        self, agent_id: str, fact_id: int, fact: str, category: str | None = None
+    ) -> bool:
+        values: dict[str, object] = {
+            "fact": fact,
+            "embedding": None,
+            "embedding_model": None,
+            "embedding_dim": None,
+        }
+        if category is not None:
+            values["category"] = category
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(memory_facts)
+                .where(memory_facts.c.agent_id == agent_id, memory_facts.c.id == fact_id)
+                .values(**values)
+            )
+            return bool(result.rowcount)
+
+    async def delete_ids(self, agent_id: str, ids: Sequence[int]) -> int:
+        if not ids:
+            return 0
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(memory_facts)
+                .where(
+                    memory_facts.c.agent_id == agent_id, memory_facts.c.superseded_by.in_(list(ids))
+                )
+                .values(superseded_by=None)
+            )
+            result = await conn.execute(
+                delete(memory_facts).where(
+                    memory_facts.c.agent_id == agent_id, memory_facts.c.id.in_(list(ids))
+                )
+            )
+            return int(result.rowcount)
+
+    async def ids_for_user(self, agent_id: str, user_id: str) -> list[int]:
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                select(memory_facts.c.id).where(
+                    memory_facts.c.agent_id == agent_id, memory_facts.c.user_id == user_id
+                )
+            )
+            return [int(r.id) for r in rows]
+
+    async def ids_from_message(self, agent_id: str, message_id: str) -> list[int]:
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                select(memory_facts.c.id).where(
+                    memory_facts.c.agent_id == agent_id,
+                    memory_facts.c.source_message_id == message_id,
+                )
+            )
+            return [int(r.id) for r in rows]
