@@ -1,4 +1,5 @@
-"""What every command shares: loading settings, running async code, clean error exits."""
+"""What every command shares: loading settings, opening the store, running async code,
+clean error exits."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import Annotated, TypeVar
 import typer
 from rich.console import Console
 
+from carrier.bootstrap import open_migrated_store, prepare_store
 from carrier.settings import ConfigError, Settings, load_settings
 from carrier.store.database import DatabaseError
+from carrier.store.store import Store
 
 T = TypeVar("T")
 
@@ -31,6 +34,18 @@ def settings_from(config: Path | None) -> Settings:
     except ConfigError as exc:
         errors.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
         raise typer.Exit(2) from None
+
+
+async def with_store(
+    settings: Settings, work: Callable[[Store], Awaitable[T]], *, persona: bool = False
+) -> T:
+    """Run ``work`` on the migrated store, closed afterwards.  ``persona``: also import the
+    configured persona when the store has none yet (see :func:`prepare_store`)."""
+    store = await (prepare_store(settings) if persona else open_migrated_store(settings))
+    try:
+        return await work(store)
+    finally:
+        await store.close()
 
 
 def run(coro_factory: Callable[[], Awaitable[T]]) -> T:

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from carrier.bootstrap import build_instagram_client, open_migrated_store, prepare_store
+from carrier.bootstrap import build_instagram_client
 from carrier.cli.common import (
     ConfigOption,
     UserFacingError,
@@ -19,6 +19,7 @@ from carrier.cli.common import (
     errors,
     run,
     settings_from,
+    with_store,
 )
 from carrier.clients.instagram.client import InstagramClient, PostOutcome
 from carrier.clients.instagram.graph import GraphError
@@ -38,18 +39,8 @@ queue_app = typer.Typer(help="List the posts waiting to be published, or cancel 
 app.add_typer(queue_app, name="queue")
 
 
-async def _with_store(
-    settings: Settings, work: Callable[[Store], Awaitable[T]], *, persona: bool = False
-) -> T:
-    store = await (prepare_store(settings) if persona else open_migrated_store(settings))
-    try:
-        return await work(store)
-    finally:
-        await store.close()
-
-
 async def _with_client(settings: Settings, work: Callable[[InstagramClient], Awaitable[T]]) -> T:
-    async def with_store(store: Store) -> T:
+    async def on_store(store: Store) -> T:
         client = build_instagram_client(settings, store)
         try:
             return await work(client)
@@ -59,7 +50,7 @@ async def _with_client(settings: Settings, work: Callable[[InstagramClient], Awa
             await client.aclose()
 
     # The persona is imported on first use: a generated caption speaks with its voice.
-    return await _with_store(settings, with_store, persona=True)
+    return await with_store(settings, on_store, persona=True)
 
 
 @app.command("post")
@@ -133,7 +124,7 @@ def queue(
     async def work(store: Store) -> list[PostRecord]:
         return await store.instagram.list_posts(agent_id, statuses)
 
-    posts = run(lambda: _with_store(settings, work))
+    posts = run(lambda: with_store(settings, work))
     if not posts:
         _say("No Instagram posts waiting." if not show_all else "No Instagram posts yet.")
         return
@@ -177,7 +168,7 @@ def cancel(
             f"post #{post_id} is {existing.status}; only queued or failed posts can be cancelled"
         )
 
-    run(lambda: _with_store(settings, work))
+    run(lambda: with_store(settings, work))
     _say(f"Cancelled Instagram post #{post_id}.")
 
 

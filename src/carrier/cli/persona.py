@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from carrier.bootstrap import open_migrated_store
 from carrier.cli.common import (
     ConfigOption,
     UserFacingError,
@@ -19,6 +17,7 @@ from carrier.cli.common import (
     errors,
     run,
     settings_from,
+    with_store,
 )
 from carrier.persona.character import (
     Character,
@@ -37,8 +36,6 @@ from carrier.persona.service import (
 from carrier.settings import Settings
 from carrier.store.persona import PERSONA_KINDS
 from carrier.store.store import Store
-
-T = TypeVar("T")
 
 app = typer.Typer(
     help="The bot's persona: import or export a character file, list and edit its items live.",
@@ -62,14 +59,6 @@ def _summary(character: Character) -> str:
     counts = Counter(kind for kind, _text in character_items(character))
     parts = [f"{counts[kind]} {_PLURALS[kind]}" for kind in PERSONA_KINDS if counts[kind]]
     return ", ".join(parts) or "no items"
-
-
-async def _with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
-    store = await open_migrated_store(settings)
-    try:
-        return await work(store)
-    finally:
-        await store.close()
 
 
 @app.command("import")
@@ -104,7 +93,7 @@ def import_(
                 raise typer.Abort()
         return await import_character(store, agent_id, character)
 
-    count = run(lambda: _with_store(settings, work))
+    count = run(lambda: with_store(settings, work))
     kind = "ElizaOS character" if loaded.format == "eliza" else "character file"
     console.print(
         f"Imported {character.name} into agent {agent_id!r} from {kind} {file}: {count} items "
@@ -142,7 +131,7 @@ def export(
             raise UserFacingError(_no_persona(agent_id, settings))
         return await export_character(store, agent_id)
 
-    character = run(lambda: _with_store(settings, work))
+    character = run(lambda: with_store(settings, work))
     if file is None:
         typer.echo(character_to_yaml(character), nl=False)
         return
@@ -175,7 +164,7 @@ def show(
         items = await store.persona.items(agent_id, kind)
         return name, [(item.id, item.kind, item.text) for item in items]
 
-    name, rows = run(lambda: _with_store(settings, work))
+    name, rows = run(lambda: with_store(settings, work))
     if not rows:
         if kind is not None:
             console.print(f"No {kind} items stored for agent {agent_id!r}.", markup=False)
@@ -215,7 +204,7 @@ def add(
             raise UserFacingError(str(exc)) from None
         return item.id, item.text
 
-    item_id, stored = run(lambda: _with_store(settings, work))
+    item_id, stored = run(lambda: with_store(settings, work))
     console.print(f"Added {kind} #{item_id}: {stored}", markup=False, highlight=False)
 
 
@@ -238,7 +227,7 @@ def edit(
             raise UserFacingError(f"agent {agent_id!r} has no persona item #{item_id}")
         return item.kind
 
-    kind = run(lambda: _with_store(settings, work))
+    kind = run(lambda: with_store(settings, work))
     console.print(f"Updated {kind} #{item_id}.", markup=False)
 
 
@@ -255,7 +244,7 @@ def remove(
         if not await store.persona.remove(agent_id, item_id):
             raise UserFacingError(f"agent {agent_id!r} has no persona item #{item_id}")
 
-    run(lambda: _with_store(settings, work))
+    run(lambda: with_store(settings, work))
     console.print(f"Removed persona item #{item_id}.", markup=False)
 
 

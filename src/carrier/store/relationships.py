@@ -42,21 +42,19 @@ class RelationshipRepository:
         self, conn: AsyncConnection, agent_id: str, user_id: str, *, for_update: bool = False
     ) -> RelationshipRow | None:
         """Read inside the caller's transaction; ``for_update`` locks the row on PostgreSQL."""
-        query = select(relationships).where(
-            relationships.c.agent_id == agent_id, relationships.c.user_id == user_id
-        )
-        if for_update:
-            query = query.with_for_update()
-        row = (await conn.execute(query)).first()
-        if row is None:
-            return None
-        return RelationshipRow(row.anger, row.rapport, row.trust, row.formality, row.updated_at)
+        rows = await self.get_many_in(conn, agent_id, [user_id], for_update=for_update)
+        return rows.get(user_id)
 
     async def get_many_in(
-        self, conn: AsyncConnection, agent_id: str, user_ids: Sequence[str]
+        self,
+        conn: AsyncConnection,
+        agent_id: str,
+        user_ids: Sequence[str],
+        *,
+        for_update: bool = True,
     ) -> dict[str, RelationshipRow]:
-        """Rows of several users in one statement (locked on PostgreSQL, in user order so
-        concurrent writers cannot deadlock)."""
+        """Rows of several users in one statement (``for_update``: locked on PostgreSQL, in
+        user order so concurrent writers cannot deadlock)."""
         query = (
             select(relationships)
             .where(
@@ -64,8 +62,9 @@ class RelationshipRepository:
                 relationships.c.user_id.in_(sorted(set(user_ids))),
             )
             .order_by(relationships.c.user_id)
-            .with_for_update()
         )
+        if for_update:
+            query = query.with_for_update()
         return {
             row.user_id: RelationshipRow(
                 row.anger, row.rapport, row.trust, row.formality, row.updated_at
@@ -109,22 +108,7 @@ class RelationshipRepository:
     async def put_in(
         self, conn: AsyncConnection, agent_id: str, user_id: str, row: RelationshipRow
     ) -> None:
-        values = {
-            "agent_id": agent_id,
-            "user_id": user_id,
-            "anger": row.anger,
-            "rapport": row.rapport,
-            "trust": row.trust,
-            "formality": row.formality,
-            "updated_at": row.updated_at,
-        }
-        stmt = insert(relationships, conn.dialect.name).values(**values)
-        await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["agent_id", "user_id"],
-                set_={k: v for k, v in values.items() if k not in ("agent_id", "user_id")},
-            )
-        )
+        await self.put_many_in(conn, agent_id, {user_id: row})
 
     async def delete(self, agent_id: str, user_id: str) -> bool:
         async with self._engine.begin() as conn:

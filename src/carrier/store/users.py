@@ -55,39 +55,7 @@ class UserRepository:
         seen_at: datetime,
     ) -> None:
         """Create or refresh a user and their nickname history in the caller's transaction."""
-        dialect = conn.dialect.name
-        stmt = insert(users, dialect).values(
-            agent_id=agent_id,
-            user_id=user_id,
-            name=name,
-            is_bot=is_bot,
-            first_seen=seen_at,
-            last_seen=seen_at,
-            message_count=1,
-        )
-        await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["agent_id", "user_id"],
-                set_={
-                    "name": stmt.excluded.name,
-                    "last_seen": stmt.excluded.last_seen,
-                    "message_count": users.c.message_count + 1,
-                },
-            )
-        )
-        nick = insert(user_nicknames, dialect).values(
-            agent_id=agent_id,
-            user_id=user_id,
-            nickname=name,
-            first_seen=seen_at,
-            last_seen=seen_at,
-        )
-        await conn.execute(
-            nick.on_conflict_do_update(
-                index_elements=["agent_id", "user_id", "nickname"],
-                set_={"last_seen": nick.excluded.last_seen},
-            )
-        )
+        await self.touch_many_in(conn, agent_id, [Sighting(user_id, name, is_bot, seen_at)])
 
     async def touch_many_in(
         self, conn: AsyncConnection, agent_id: str, sightings: Sequence[Sighting]

@@ -40,10 +40,11 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 from typing import Any, Literal
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
+
+from carrier.testing.loopback import LoopbackServer
 
 LostResponse = Literal["drop", "500"]
 _FETCH_FAILED = "2207052: The media could not be fetched from the URI"
@@ -102,7 +103,7 @@ class _Script:
     after_publish: list[Callable[[Container], None]] = field(default_factory=list)
 
 
-class FakeGraphAPI:
+class FakeGraphAPI(LoopbackServer):
     """The stand-in server.  ``port=0`` picks a free port; ``url`` is the base URL to give
     the client (the API version is part of every path)."""
 
@@ -118,6 +119,7 @@ class FakeGraphAPI:
         port: int = 0,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
+        super().__init__(host=host, port=port, description="the Graph API stand-in")
         self.account_id = account_id
         self.clock = clock or (lambda: datetime.now(UTC))
         self.access_token = access_token
@@ -131,46 +133,15 @@ class FakeGraphAPI:
         self.publish_calls = 0
         self._script = _Script()
         self._ids = itertools.count(17_900_000_000_000_001)
-        self._host = host
-        self._port = port
-        self._runner: web.AppRunner | None = None
-        self._bound_port: int | None = None
         self._lock = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> FakeGraphAPI:
+    def _application(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/{version}/{node}", self._node)
         app.router.add_route("*", "/{version}/{node}/{edge}", self._edge)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
-        self._bound_port = int(self._runner.addresses[0][1])
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeGraphAPI:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._bound_port is None:
-            raise RuntimeError("the Graph API stand-in is not started")
-        return f"http://{self._host}:{self._bound_port}"
+        return app
 
     # -- scripting -------------------------------------------------------------------------
 

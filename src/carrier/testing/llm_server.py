@@ -86,10 +86,11 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from aiohttp import web
+
+from carrier.testing.loopback import LoopbackServer
 
 BehaviourKind = Literal[
     "answer",
@@ -217,7 +218,7 @@ def _embedding(text: str, dimensions: int) -> list[float]:
     return [v / norm for v in vector]
 
 
-class ScriptedLLMServer:
+class ScriptedLLMServer(LoopbackServer):
     """See the module docstring."""
 
     def __init__(
@@ -229,10 +230,10 @@ class ScriptedLLMServer:
         strict: bool = True,
         embedding_dimensions: int = 16,
     ) -> None:
+        # A large listen queue: tests open hundreds of connections at once.
+        super().__init__(host=host, port=port, description="the scripted LLM server", backlog=1024)
         self._script: deque[Behaviour] = deque(behaviours)
         self.default: Behaviour | Callable[[RecordedRequest], Behaviour] = default or answer()
-        self._host = host
-        self._port = port
         self.strict = strict
         self.embedding_dimensions = embedding_dimensions
         self.requests: list[RecordedRequest] = []
@@ -240,51 +241,28 @@ class ScriptedLLMServer:
         self.active = 0
         self.peak_active = 0
         self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self._bound_port: int | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> ScriptedLLMServer:
+    def _application(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._openai_chat)
         app.router.add_post("/chat/completions", self._openai_chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_post("/embeddings", self._embeddings)
         app.router.add_post("/v1/messages", self._anthropic_messages)
+        return app
+
+    async def start(self) -> Self:
         self._closing = asyncio.Event()
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port, backlog=1024)
-        await site.start()
-        address = self._runner.addresses[0]
-        self._bound_port = int(address[1])
-        return self
+        return await super().start()
 
     async def stop(self) -> None:
+        """Stop serving; stalls and delays in progress end at once."""
         self._closing.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> ScriptedLLMServer:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+        await super().stop()
 
     # -- what tests use ----------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        if self._bound_port is None:
-            raise RuntimeError("the scripted LLM server is not started")
-        return f"http://{self._host}:{self._bound_port}"
 
     @property
     def openai_base_url(self) -> str:

@@ -15,7 +15,8 @@ that breaks or ends before is :class:`ProviderUnavailable`, never a half reply.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from types import ModuleType
+from typing import Any, ClassVar
 
 import anthropic
 
@@ -25,20 +26,13 @@ from carrier.generation.llm.base import (
     LLMError,
     MalformedResponse,
     Prompt,
-    ProviderTimeout,
     ProviderUnavailable,
     QuotaExhausted,
-    RateLimited,
-    retry_after_seconds,
 )
-from carrier.generation.llm.tokens import estimate_tokens
-from carrier.generation.llm.transport import (
-    call_with_deadline,
-    estimated_input_tokens,
-    http_status_error,
-)
+from carrier.generation.llm.sdk_chat import SdkChat, StreamedAnswer
+from carrier.generation.llm.sdk_errors import rate_limited
+from carrier.generation.llm.transport import http_status_error
 
-NO_KEY = "no-key"
 CONVERSATION_START = "(The conversation so far.)"
 YOUR_TURN = "(It is your turn to speak.)"
 
@@ -58,51 +52,29 @@ def alternate(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
     return merged
 
 
-class AnthropicChat:
+class AnthropicChat(SdkChat[anthropic.AsyncAnthropic]):
     """One Anthropic model.  See :class:`~carrier.generation.llm.base.LLM`."""
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        model: str,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout_seconds: float = 30.0,
-        stream: bool = False,
-        client: anthropic.AsyncAnthropic | None = None,
-    ) -> None:
-        self.name = name
-        self.model = model
-        self._timeout = timeout_seconds
-        self._stream = stream
-        self._client = client or anthropic.AsyncAnthropic(
-            api_key=api_key or NO_KEY,
+    sdk: ClassVar[ModuleType] = anthropic
+
+    def _new_client(
+        self, *, api_key: str, base_url: str | None, timeout: float
+    ) -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(
+            api_key=api_key,
             base_url=base_url,
-            timeout=timeout_seconds,
+            timeout=timeout,
             max_retries=0,
             open_telemetry=False,
         )
 
-    async def aclose(self) -> None:
-        await self._client.close()
-
-    async def complete(self, prompt: Prompt, *, max_tokens: int, temperature: float) -> Completion:
-        arguments: dict[str, Any] = {
+    def _arguments(self, prompt: Prompt, *, max_tokens: int, temperature: float) -> dict[str, Any]:
+        return {
             "model": self.model,
             "max_tokens": max_tokens,
             "system": prompt.system,
             "messages": alternate(prompt.messages),
         }
-
-        async def call() -> Completion:
-            if self._stream:
-                return await self._streamed(prompt, arguments)
-            return await self._whole(prompt, arguments)
-
-        return await call_with_deadline(
-            call, provider=self.name, seconds=self._timeout, map_sdk_error=self._map_error
-        )
 
     async def _whole(self, prompt: Prompt, arguments: dict[str, Any]) -> Completion:
         response: Any = await self._client.messages.create(**arguments)
@@ -116,93 +88,41 @@ class AnthropicChat:
         return self._completion(
             prompt,
             "".join(texts),
-            getattr(response, "model", None),
-            getattr(response, "stop_reason", None),
-            getattr(usage, "input_tokens", None),
-            getattr(usage, "output_tokens", None),
+            model=getattr(response, "model", None),
+            finish_reason=getattr(response, "stop_reason", None),
+            input_tokens=getattr(usage, "input_tokens", None),
+            output_tokens=getattr(usage, "output_tokens", None),
         )
 
-    async def _streamed(self, prompt: Prompt, arguments: dict[str, Any]) -> Completion:
-        stream: Any = await self._client.messages.create(**arguments, stream=True)
-        parts: list[str] = []
-        model: str | None = None
-        stop_reason: str | None = None
-        finished = False
-        input_tokens: int | None = None
-        output_tokens: int | None = None
-        try:
-            async for event in stream:
-                kind = getattr(event, "type", None)
-                if kind == "message_start":
-                    model = event.message.model
-                    input_tokens = event.message.usage.input_tokens
-                elif kind == "content_block_delta":
-                    if getattr(event.delta, "type", None) == "text_delta":
-                        parts.append(event.delta.text)
-                elif kind == "message_delta":
-                    stop_reason = event.delta.stop_reason or stop_reason
-                    output_tokens = getattr(event.usage, "output_tokens", output_tokens)
-                elif kind == "message_stop":
-                    finished = True
-        finally:
-            await stream.close()
-        if not finished:
-            raise ProviderUnavailable(
-                f"{self.name}: the stream ended before the answer was finished",
-                provider=self.name,
-            )
-        return self._completion(
-            prompt, "".join(parts), model, stop_reason, input_tokens, output_tokens
-        )
+    async def _open_stream(self, arguments: dict[str, Any]) -> Any:
+        return await self._client.messages.create(**arguments, stream=True)
 
-    def _completion(
-        self,
-        prompt: Prompt,
-        text: str,
-        model: str | None,
-        stop_reason: str | None,
-        input_tokens: int | None,
-        output_tokens: int | None,
-    ) -> Completion:
-        estimated = input_tokens is None or output_tokens is None
-        return Completion(
-            text=text,
-            model=model or self.model,
-            provider=self.name,
-            input_tokens=input_tokens
-            if input_tokens is not None
-            else estimated_input_tokens(prompt),
-            output_tokens=output_tokens if output_tokens is not None else estimate_tokens(text),
-            finish_reason=stop_reason,
-            estimated_usage=estimated,
-        )
+    def _read_event(self, event: Any, answer: StreamedAnswer) -> None:
+        kind = getattr(event, "type", None)
+        if kind == "message_start":
+            answer.model = event.message.model
+            answer.input_tokens = event.message.usage.input_tokens
+        elif kind == "content_block_delta":
+            if getattr(event.delta, "type", None) == "text_delta":
+                answer.parts.append(event.delta.text)
+        elif kind == "message_delta":
+            answer.finish_reason = event.delta.stop_reason or answer.finish_reason
+            answer.output_tokens = getattr(event.usage, "output_tokens", answer.output_tokens)
+        elif kind == "message_stop":
+            answer.finished = True
 
-    def _map_error(self, exc: Exception) -> LLMError | None:
+    def _status_error(self, exc: anthropic.APIStatusError) -> LLMError:
         name = self.name
-        if isinstance(exc, anthropic.APITimeoutError):
-            return ProviderTimeout(f"{name}: timed out", provider=name)
-        if isinstance(exc, anthropic.APIConnectionError):
-            return ProviderUnavailable(f"{name}: connection failed: {exc.message}", provider=name)
-        if isinstance(exc, anthropic.APIResponseValidationError):
-            return MalformedResponse(f"{name}: {exc.message}", provider=name)
-        if isinstance(exc, anthropic.APIStatusError):
-            detail = exc.api_message or exc.message
-            if (
-                exc.status_code == 402
-                or exc.type == "billing_error"
-                or "credit balance" in (detail or "").lower()
-            ):
-                return QuotaExhausted(f"{name}: quota exhausted: {detail}", provider=name)
-            if exc.status_code == 429 or exc.type == "rate_limit_error":
-                return RateLimited(
-                    f"{name}: rate limited: {detail}",
-                    provider=name,
-                    retry_after=retry_after_seconds(exc.response.headers),
-                )
-            if exc.status_code < 400 or exc.type in ("overloaded_error", "api_error"):
-                # An error event inside a stream that had started with HTTP 200.
-                return ProviderUnavailable(f"{name}: {exc.type}: {detail}", provider=name)
-            return http_status_error(exc.status_code, name, detail)
-        if isinstance(exc, anthropic.APIError):
-            return ProviderUnavailable(f"{name}: {exc.message}", provider=name)
-        return None
+        detail = exc.api_message or exc.message
+        if (
+            exc.status_code == 402
+            or exc.type == "billing_error"
+            or "credit balance" in (detail or "").lower()
+        ):
+            return QuotaExhausted(f"{name}: quota exhausted: {detail}", provider=name)
+        if exc.status_code == 429 or exc.type == "rate_limit_error":
+            return rate_limited(exc, name, detail)
+        if exc.status_code < 400 or exc.type in ("overloaded_error", "api_error"):
+            # An error event inside a stream that had started with HTTP 200.
+            return ProviderUnavailable(f"{name}: {exc.type}: {detail}", provider=name)
+        return http_status_error(exc.status_code, name, detail)

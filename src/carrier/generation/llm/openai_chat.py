@@ -13,7 +13,8 @@ a chat reads worse than the Markov fallback.
 
 from __future__ import annotations
 
-from typing import Any
+from types import ModuleType
+from typing import Any, ClassVar
 
 import openai
 
@@ -22,74 +23,39 @@ from carrier.generation.llm.base import (
     LLMError,
     MalformedResponse,
     Prompt,
-    ProviderTimeout,
-    ProviderUnavailable,
     QuotaExhausted,
-    RateLimited,
-    retry_after_seconds,
 )
-from carrier.generation.llm.tokens import estimate_tokens
-from carrier.generation.llm.transport import (
-    call_with_deadline,
-    estimated_input_tokens,
-    http_status_error,
-)
+from carrier.generation.llm.sdk_chat import SdkChat, StreamedAnswer
+from carrier.generation.llm.sdk_errors import rate_limited
+from carrier.generation.llm.transport import http_status_error
 
-# A placeholder for servers that take no key (the SDK insists on one).
-NO_KEY = "no-key"
 _QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "quota_exceeded"})
 
 
-class OpenAIChat:
+class OpenAIChat(SdkChat[openai.AsyncOpenAI]):
     """One OpenAI-compatible chat model.  See :class:`~carrier.generation.llm.base.LLM`."""
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        model: str,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout_seconds: float = 30.0,
-        stream: bool = False,
-        client: openai.AsyncOpenAI | None = None,
-    ) -> None:
-        self.name = name
-        self.model = model
-        self._timeout = timeout_seconds
-        self._stream = stream
-        self._client = client or openai.AsyncOpenAI(
-            api_key=api_key or NO_KEY,
-            base_url=base_url,
-            timeout=timeout_seconds,
-            max_retries=0,
+    sdk: ClassVar[ModuleType] = openai
+
+    def _new_client(
+        self, *, api_key: str, base_url: str | None, timeout: float
+    ) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
+            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0
         )
 
-    async def aclose(self) -> None:
-        await self._client.close()
-
-    async def complete(self, prompt: Prompt, *, max_tokens: int, temperature: float) -> Completion:
+    def _arguments(self, prompt: Prompt, *, max_tokens: int, temperature: float) -> dict[str, Any]:
         messages: list[dict[str, str]] = [{"role": "system", "content": prompt.system}]
         messages += [{"role": m.role, "content": m.content} for m in prompt.messages]
+        return {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+        }
 
-        async def call() -> Completion:
-            if self._stream:
-                return await self._streamed(prompt, messages, max_tokens, temperature)
-            return await self._whole(prompt, messages, max_tokens, temperature)
-
-        return await call_with_deadline(
-            call, provider=self.name, seconds=self._timeout, map_sdk_error=self._map_error
-        )
-
-    async def _whole(
-        self, prompt: Prompt, messages: list[dict[str, str]], max_tokens: int, temperature: float
-    ) -> Completion:
-        response: Any = await self._client.chat.completions.create(
-            model=self.model,
-            messages=messages,  # type: ignore[arg-type]
-            max_tokens=max_tokens,
-            temperature=temperature,
-        )
+    async def _whole(self, prompt: Prompt, arguments: dict[str, Any]) -> Completion:
+        response: Any = await self._client.chat.completions.create(**arguments)
         choices = getattr(response, "choices", None)
         if not choices:
             raise MalformedResponse(f"{self.name}: the answer has no choices", provider=self.name)
@@ -101,95 +67,37 @@ class OpenAIChat:
         return self._completion(
             prompt,
             text,
-            getattr(response, "model", None),
-            choices[0].finish_reason,
-            getattr(usage, "prompt_tokens", None),
-            getattr(usage, "completion_tokens", None),
+            model=getattr(response, "model", None),
+            finish_reason=choices[0].finish_reason,
+            input_tokens=getattr(usage, "prompt_tokens", None),
+            output_tokens=getattr(usage, "completion_tokens", None),
         )
 
-    async def _streamed(
-        self, prompt: Prompt, messages: list[dict[str, str]], max_tokens: int, temperature: float
-    ) -> Completion:
-        stream: Any = await self._client.chat.completions.create(  # type: ignore[call-overload]
-            model=self.model,
-            messages=messages,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-        parts: list[str] = []
-        finish_reason: str | None = None
-        model: str | None = None
-        input_tokens: int | None = None
-        output_tokens: int | None = None
-        try:
-            async for chunk in stream:
-                model = getattr(chunk, "model", None) or model
-                usage = getattr(chunk, "usage", None)
-                if usage is not None:
-                    input_tokens = usage.prompt_tokens
-                    output_tokens = usage.completion_tokens
-                for choice in chunk.choices or ():
-                    delta = getattr(choice, "delta", None)
-                    content = getattr(delta, "content", None)
-                    if content:
-                        parts.append(content)
-                    if choice.finish_reason:
-                        finish_reason = choice.finish_reason
-        finally:
-            await stream.close()
-        if finish_reason is None:
-            raise ProviderUnavailable(
-                f"{self.name}: the stream ended before the answer was finished",
-                provider=self.name,
-            )
-        return self._completion(
-            prompt, "".join(parts), model, finish_reason, input_tokens, output_tokens
+    async def _open_stream(self, arguments: dict[str, Any]) -> Any:
+        return await self._client.chat.completions.create(
+            **arguments, stream=True, stream_options={"include_usage": True}
         )
 
-    def _completion(
-        self,
-        prompt: Prompt,
-        text: str,
-        model: str | None,
-        finish_reason: str | None,
-        input_tokens: int | None,
-        output_tokens: int | None,
-    ) -> Completion:
-        estimated = input_tokens is None or output_tokens is None
-        return Completion(
-            text=text,
-            model=model or self.model,
-            provider=self.name,
-            input_tokens=input_tokens
-            if input_tokens is not None
-            else estimated_input_tokens(prompt),
-            output_tokens=output_tokens if output_tokens is not None else estimate_tokens(text),
-            finish_reason=finish_reason,
-            estimated_usage=estimated,
-        )
+    def _read_event(self, event: Any, answer: StreamedAnswer) -> None:
+        answer.model = getattr(event, "model", None) or answer.model
+        usage = getattr(event, "usage", None)
+        if usage is not None:
+            answer.input_tokens = usage.prompt_tokens
+            answer.output_tokens = usage.completion_tokens
+        for choice in event.choices or ():
+            delta = getattr(choice, "delta", None)
+            content = getattr(delta, "content", None)
+            if content:
+                answer.parts.append(content)
+            if choice.finish_reason:
+                answer.finish_reason = choice.finish_reason
+                answer.finished = True
 
-    def _map_error(self, exc: Exception) -> LLMError | None:
+    def _status_error(self, exc: openai.APIStatusError) -> LLMError:
         name = self.name
-        if isinstance(exc, openai.APITimeoutError):
-            return ProviderTimeout(f"{name}: timed out", provider=name)
-        if isinstance(exc, openai.APIConnectionError):
-            return ProviderUnavailable(f"{name}: connection failed: {exc.message}", provider=name)
-        if isinstance(exc, openai.APIResponseValidationError):
-            return MalformedResponse(f"{name}: {exc.message}", provider=name)
-        if isinstance(exc, openai.APIStatusError):
-            code = exc.code or getattr(exc, "type", None)
-            if code in _QUOTA_CODES or exc.status_code == 402:
-                return QuotaExhausted(f"{name}: quota exhausted: {exc.message}", provider=name)
-            if exc.status_code == 429:
-                return RateLimited(
-                    f"{name}: rate limited: {exc.message}",
-                    provider=name,
-                    retry_after=retry_after_seconds(exc.response.headers),
-                )
-            return http_status_error(exc.status_code, name, exc.message)
-        if isinstance(exc, openai.APIError):
-            # An error event inside a stream, without an HTTP status.
-            return ProviderUnavailable(f"{name}: {exc.message}", provider=name)
-        return None
+        code = exc.code or getattr(exc, "type", None)
+        if code in _QUOTA_CODES or exc.status_code == 402:
+            return QuotaExhausted(f"{name}: quota exhausted: {exc.message}", provider=name)
+        if exc.status_code == 429:
+            return rate_limited(exc, name, exc.message)
+        return http_status_error(exc.status_code, name, exc.message)
