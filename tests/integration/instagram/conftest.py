@@ -1,9 +1,11 @@
 """The Instagram poster's outside world, for real, on loopback: an FTP server (pyftpdlib, in
-a thread, able to drop a connection mid-upload), a web server that serves the FTP folder
-(HTTP_SERVER), and the Graph API stand-in; plus a clock the tests can move."""
+a thread, able to drop a connection mid-upload), an explicit FTPS server on the same folder
+with a certificate made for the test, a web server that serves the FTP folder (HTTP_SERVER),
+and the Graph API stand-in; plus a clock the tests can move."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,9 @@ from ig_support import (
     ClientFactory,
     FakeClock,
     FtpTestServer,
+    TlsFiles,
     instagram_settings,
+    make_tls_files,
 )
 
 from carrier.bootstrap import build_instagram_client
@@ -35,6 +39,21 @@ def ftp_server(tmp_path: Path) -> Iterator[FtpTestServer]:
     root = tmp_path / "ftp"
     (root / "media").mkdir(parents=True)
     server = FtpTestServer(root).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> TlsFiles:
+    """A private CA and a server certificate it signed for 127.0.0.1."""
+    return make_tls_files(tmp_path / "tls")
+
+
+@pytest.fixture
+def ftps_server(ftp_server: FtpTestServer, tls_files: TlsFiles) -> Iterator[FtpTestServer]:
+    """Explicit FTPS (AUTH TLS, TLS required for login and data) serving the same folder as
+    ``ftp_server``, so HTTP_SERVER serves what it receives."""
+    server = FtpTestServer(ftp_server.root, tls=tls_files).start()
     yield server
     server.stop()
 
@@ -85,16 +104,23 @@ async def make_client(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[ClientFactory]:
-    """``make_client(**instagram_settings)``: an InstagramClient wired as in production."""
+    """``make_client(llm=None, ssl_context=None, **instagram_settings)``: an InstagramClient
+    wired as in production."""
     monkeypatch.chdir(tmp_path)  # no config.yaml or .env of the developer's
     made: list[InstagramClient] = []
 
-    def make(llm: Generator | None = None, **overrides: Any) -> InstagramClient:
+    def make(
+        llm: Generator | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        **overrides: Any,
+    ) -> InstagramClient:
         settings = Settings(
             agent=AgentSettings(id="fish", character_file=CHARACTER_FILE),
             instagram=instagram_settings(graph, **overrides),
         )
-        client = build_instagram_client(settings, store, environ=environ, clock=clock, llm=llm)
+        client = build_instagram_client(
+            settings, store, environ=environ, clock=clock, llm=llm, ssl_context=ssl_context
+        )
         made.append(client)
         return client
 

@@ -153,3 +153,122 @@ async def test_a_worker_that_died_after_publishing_leaves_a_post_that_is_verifie
     assert [p.status for p in report.published] == ["published"]
     assert report.published[0].media_id == graph.published[0].id
     assert graph.publish_calls == 1 and len(graph.published) == 1
+
+
+# -- finding the media id by caption: empty and repeated captions ---------------------------
+
+
+async def publish_elsewhere(graph: FakeGraphAPI, caption: str) -> str:
+    """Another app publishes on the same account (the stand-in does not fetch the URL)."""
+    fetching, graph.fetch_media = graph.fetch_media, False
+    try:
+        async with GraphClient(ACCOUNT_ID, SecretStr(TOKEN), base_url=graph.url) as api:
+            container_id = await api.create_container(
+                caption=caption, image_url="http://127.0.0.1:9/elsewhere.jpg"
+            )
+            await api.wait_until_processed(container_id, interval=0.01, max_wait=1)
+            return await api.publish(container_id)
+    finally:
+        graph.fetch_media = fetching
+
+
+async def test_an_empty_caption_is_matched_by_its_time(
+    make_client: ClientFactory,
+    graph: FakeGraphAPI,
+    store: Store,
+    media_dir: Path,
+    clock: FakeClock,
+) -> None:
+    """Every caption-less post matches an empty caption; the window around the publish call
+    leaves out the one made an hour earlier."""
+    earlier = await publish_elsewhere(graph, "")
+    clock.advance(hours=1)
+    graph.lose_publish_response("drop")
+
+    outcome = await make_client().post(samples.jpeg(media_dir / "a.jpg"), caption="")
+
+    ours = graph.published[-1]
+    assert ours.id != earlier and ours.caption == ""
+    assert outcome.post.status == "published"
+    assert outcome.post.media_id == ours.id
+    assert graph.publish_calls == 2  # the other app's and ours, once
+
+
+@pytest.mark.parametrize("caption", ["", "gm #pond"])
+async def test_a_caption_shared_by_another_media_in_the_window_leaves_the_id_unknown(
+    make_client: ClientFactory,
+    graph: FakeGraphAPI,
+    store: Store,
+    media_dir: Path,
+    caption: str,
+) -> None:
+    """Two media could be ours: the post is published (the container says so) with its media
+    id unknown and a note saying why, rather than a guess; it is never published again."""
+    other = await publish_elsewhere(graph, caption)
+    graph.lose_publish_response("drop")
+    client = make_client()
+    photo = samples.jpeg(media_dir / "a.jpg")
+
+    outcome = await client.post(photo, caption=caption)
+
+    ours = graph.published[-1].id
+    post = outcome.post
+    assert post.status == "published" and outcome.published
+    assert post.media_id is None
+    assert post.published_at is not None
+    (attempt,) = await store.instagram.attempts(post.id)
+    assert (attempt.stage, attempt.outcome, attempt.media_id) == ("verify", "published", None)
+    note = attempt.error or ""
+    assert f"container {post.container_id} is PUBLISHED" in note
+    assert "its media id is unknown: 2 recent media" in note
+    assert ours in note and other in note and "none was picked" in note
+    assert "media id is unknown" in outcome.message
+
+    # It counts as published: no retry, no queue run publishes it again.
+    again = await client.post(photo, caption=caption)
+    assert again.post.id == post.id and not again.new
+    assert (await client.run_queue()).results == []
+    assert graph.publish_calls == 2 and len(graph.published) == 2
+
+
+async def test_a_caption_repeated_by_our_own_earlier_post_finds_the_new_media(
+    make_client: ClientFactory, graph: FakeGraphAPI, store: Store, media_dir: Path
+) -> None:
+    """Media already recorded for another post are not candidates."""
+    client = make_client()
+    first = await client.post(samples.jpeg(media_dir / "a.jpg", seed=1), caption="daily fish")
+    assert first.published and first.post.media_id == graph.published[0].id
+
+    graph.lose_publish_response("500")
+    second = await client.post(samples.jpeg(media_dir / "b.jpg", seed=2), caption="daily fish")
+
+    assert second.post.id != first.post.id
+    assert second.post.status == "published"
+    assert second.post.media_id == graph.published[1].id != first.post.media_id
+    assert graph.publish_calls == 2
+
+
+async def test_a_later_media_with_the_same_caption_is_not_taken_for_ours(
+    make_client: ClientFactory,
+    graph: FakeGraphAPI,
+    store: Store,
+    media_dir: Path,
+    clock: FakeClock,
+) -> None:
+    """Verified by a later run, after the same caption was posted again elsewhere: the newest
+    match is not ours; the one dated at our publish call is."""
+    client = make_client()
+    graph.lose_publish_response("drop")
+    graph.after_next_publish(lambda _c: graph.rate_limit(times=1, endpoint="status"))
+    outcome = await client.post(samples.jpeg(media_dir / "a.jpg"), caption="same words")
+    assert outcome.post.status == "queued"  # outcome unknown for now
+    ours = graph.published[0].id
+
+    clock.advance(minutes=30)
+    newer = await publish_elsewhere(graph, "same words")
+    report = await client.run_queue()
+
+    (post,) = report.published
+    assert post.id == outcome.post.id
+    assert post.media_id == ours != newer
+    assert graph.publish_calls == 2

@@ -220,6 +220,7 @@ async def test_the_same_request_twice_is_one_post(
         ("hashtags", "31 hashtags"),
         ("mentions", "21 @-mentions"),
         ("png", "is a PNG image"),
+        ("mpo", r"extended JPEG \(MPO\)"),
         ("missing", "does not exist"),
         ("tall", "aspect ratio"),
         ("short-video", "from 3 seconds"),
@@ -244,6 +245,8 @@ async def test_nothing_is_uploaded_or_recorded_when_validation_fails(
         caption = " ".join(f"@u{i}" for i in range(21))
     elif bad == "png":
         photo = samples.png(media_dir / "disguised.jpg")
+    elif bad == "mpo":
+        photo = samples.mpo(media_dir / "stereo.jpg")
     elif bad == "missing":
         photo = media_dir / "gone.jpg"
     elif bad == "tall":

@@ -32,6 +32,14 @@ def jpeg(
     return path
 
 
+def mpo(path: Path, width: int = 1080, height: int = 1080, *, frames: int = 2) -> Path:
+    """A Multi-Picture Object (CIPA DC-007, "extended JPEG", as stereo cameras write): JPEG
+    frames in one file, which starts with the JPEG signature like any JPEG."""
+    images = [Image.new("RGB", (width, height), (30 * i, 90, 160)) for i in range(frames)]
+    images[0].save(path, "MPO", save_all=True, append_images=images[1:], quality=90)
+    return path
+
+
 def png(path: Path, width: int = 1080, height: int = 1080) -> Path:
     Image.new("RGB", (width, height), (10, 20, 30)).save(path, "PNG")
     return path

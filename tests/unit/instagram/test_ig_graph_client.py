@@ -192,7 +192,10 @@ async def test_polling_is_bounded() -> None:
 
 
 async def test_publishing_limit_and_recent_media_are_parsed() -> None:
+    seen: list[httpx2.Request] = []
+
     def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
         if request.url.path.endswith("content_publishing_limit"):
             body = {
                 "data": [{"quota_usage": 3, "config": {"quota_total": 50, "quota_duration": 86400}}]
@@ -200,7 +203,13 @@ async def test_publishing_limit_and_recent_media_are_parsed() -> None:
         else:
             body = {
                 "data": [
-                    {"id": "m2", "caption": "second", "timestamp": "2026-11-21T10:00:00+0000"},
+                    {
+                        "id": "m2",
+                        "caption": "second",
+                        "media_type": "VIDEO",
+                        "media_product_type": "REELS",
+                        "timestamp": "2026-11-21T10:00:00+0000",
+                    },
                     {"id": "m1"},
                 ]
             }
@@ -213,3 +222,7 @@ async def test_publishing_limit_and_recent_media_are_parsed() -> None:
     assert [(m.id, m.caption) for m in media] == [("m2", "second"), ("m1", "")]
     assert media[0].timestamp is not None and media[0].timestamp.hour == 10
     assert media[1].timestamp is None
+    assert (media[0].media_type, media[0].media_product_type) == ("VIDEO", "REELS")
+    assert (media[1].media_type, media[1].media_product_type) == (None, None)
+    fields = seen[-1].url.params["fields"].split(",")
+    assert {"id", "caption", "media_type", "media_product_type", "timestamp"} <= set(fields)

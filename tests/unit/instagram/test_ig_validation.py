@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from media_samples import jpeg, png, video
+from media_samples import jpeg, mpo, png, video
 
 from carrier.clients.instagram.validation import (
     MAX_CAPTION_CHARS,
@@ -56,6 +56,13 @@ def test_the_type_comes_from_the_content_not_the_extension(tmp_path: Path) -> No
     assert inspect_media(real_jpeg).kind == "image"
     named_txt_video = video(tmp_path / "clip.txt")
     assert inspect_media(named_txt_video).kind == "video"
+
+
+def test_an_mpo_extended_jpeg_is_rejected_though_it_starts_like_a_jpeg(tmp_path: Path) -> None:
+    photo = mpo(tmp_path / "stereo.jpg")
+    assert photo.read_bytes()[:3] == b"\xff\xd8\xff"  # the JPEG signature: magic bytes pass
+    with pytest.raises(MediaRejected, match=r"extended JPEG \(MPO\).*plain JPEG only"):
+        inspect_media(photo)
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,11 @@ Endpoints (Content Publishing guide and the IG User / IG Container references):
 * ``GET /{ig-user-id}/content_publishing_limit?fields=quota_usage,config`` ->
   ``{"data": [{"quota_usage": n, "config": {"quota_total": 50, "quota_duration": 86400}}]}``
   (the reference says "currently 50"; it used to be 25);
-* ``GET /{ig-user-id}/media?fields=id,caption,timestamp`` -> the account's recent media.
+* ``GET /{ig-user-id}/media?fields=id,caption,media_type,media_product_type,timestamp`` ->
+  the account's recent media, newest first.  Nothing links a media object to the container
+  it was published from: the IG Container reference lists only ``id``, ``status``,
+  ``status_code`` and ``copyright_check_status``, and IG Media has no container field, so
+  after a lost publish answer the media id can only be found by caption, type and time.
 
 Errors (Graph API error object ``{"error": {"code", "error_subcode", "message", ...}}``):
 code 190 (OAuthException) is an expired or invalid token -> :class:`TokenExpired`; codes 4,
@@ -114,7 +118,12 @@ class PublishingQuota:
 class PublishedMedia:
     id: str
     caption: str
+    """``""`` when the media has none (the API then leaves the field out)."""
     timestamp: datetime | None
+    media_type: str | None = None
+    """``IMAGE``, ``VIDEO`` (reels too) or ``CAROUSEL_ALBUM``; ``None`` when not sent."""
+    media_product_type: str | None = None
+    """``FEED``, ``REELS``, ``STORY`` or ``AD``; ``None`` when not sent."""
 
 
 class GraphClient:
@@ -231,7 +240,10 @@ class GraphClient:
         body = await self._call(
             "GET",
             f"{self.account_id}/media",
-            params={"fields": "id,caption,timestamp", "limit": str(limit)},
+            params={
+                "fields": "id,caption,media_type,media_product_type,timestamp",
+                "limit": str(limit),
+            },
         )
         media = []
         for item in body.get("data") or []:
@@ -241,6 +253,8 @@ class GraphClient:
                         str(item["id"]),
                         str(item.get("caption") or ""),
                         _timestamp(item.get("timestamp")),
+                        _upper_or_none(item.get("media_type")),
+                        _upper_or_none(item.get("media_product_type")),
                     )
                 )
         return media
@@ -319,6 +333,10 @@ def _int_or_none(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def _upper_or_none(value: Any) -> str | None:
+    return value.upper() if isinstance(value, str) and value else None
 
 
 def _retry_after(response: httpx2.Response) -> float:

@@ -13,10 +13,21 @@ steps, each skipped when an earlier attempt already did it:
 Never publishing twice rests on two rules: a post has one container at a time (a container
 can be published once), and a new container is made only when the old one cannot have been
 published.  When the publish answer is lost (dropped connection, HTTP 5xx), the container's
-``status_code`` says what happened: ``PUBLISHED`` -> the post is published (its media id is
-found among the account's recent media by caption and time), ``FINISHED`` -> the publish did
-not happen and the next attempt publishes the same container again.  An ``EXPIRED`` container
-that had a publish call is checked against the recent media before it is replaced.
+``status_code`` says what happened: ``PUBLISHED`` -> the post is published, ``FINISHED`` ->
+the publish did not happen and the next attempt publishes the same container again.  An
+``EXPIRED`` container that had a publish call is checked against the recent media before it
+is replaced.
+
+Finding the media id of a post whose publish answer was lost: the Graph API links no media
+object to its container (an IG Container has only ``id``, ``status``, ``status_code`` and
+``copyright_check_status``; IG Media has no container field), so the account's recent media
+are matched by caption, media type (``IMAGE`` / ``VIDEO``; ``FEED`` / ``REELS``) and a time
+window around the publish call, leaving out media already recorded for other posts.  Exactly
+one candidate is the post's media; none or several (an empty or repeated caption) leave the
+media id unknown, said so in the record, rather than a guess.  Where the container does not
+say PUBLISHED (``EXPIRED``, or a container dropped after a publish call), any candidate
+counts as "it may have gone out", so the post is recorded as published, never published
+again; when the recent media cannot be listed, the post waits for the next run.
 """
 
 from __future__ import annotations
@@ -24,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +46,7 @@ from carrier.clients.instagram.graph import (
     GraphClient,
     GraphError,
     GraphUnavailable,
+    PublishedMedia,
     RateLimited,
     Sleep,
     TokenExpired,
@@ -63,8 +75,12 @@ MAX_REQUEST_ID_CHARS = 64
 RETRY_UNKNOWN = timedelta(seconds=60)
 RETRY_UNAVAILABLE = timedelta(minutes=5)
 RETRY_TOKEN = timedelta(minutes=15)
-# A media item counts as ours when published at most this long before the publish call.
+# A media item can be the post's when Instagram dated it at most CLOCK_SKEW before the publish
+# call, and at most PUBLISH_WINDOW after it (the call's own time, the clocks' difference).
 CLOCK_SKEW = timedelta(minutes=5)
+PUBLISH_WINDOW = timedelta(minutes=10)
+# IG Media media_type / media_product_type of what each kind of post becomes.
+MEDIA_TYPES = {"image": ("IMAGE", "FEED"), "video": ("VIDEO", "REELS")}
 
 
 def utc_now() -> datetime:
@@ -88,6 +104,67 @@ class AttemptResult:
     message: str = ""
     published_now: bool = False
     """True when this attempt's publish call succeeded (it used one slot of the quota)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MediaMatch:
+    """Which of the account's recent media could be a post (see :func:`match_media`)."""
+
+    candidates: tuple[str, ...] = ()
+    listed: bool = True
+    """False when the recent media could not be listed (``problem`` says why)."""
+    problem: str = ""
+
+    @property
+    def media_id(self) -> str | None:
+        """The post's media id: the only candidate; ``None`` when there are none or several."""
+        return self.candidates[0] if len(self.candidates) == 1 else None
+
+    def why_unknown(self) -> str:
+        """Why :attr:`media_id` is ``None``, for the record (empty when it is known)."""
+        if not self.listed:
+            return f"its media id is unknown: the recent media could not be listed ({self.problem})"
+        if not self.candidates:
+            return (
+                "its media id is unknown: none of the account's recent media matches its "
+                "caption, type and time"
+            )
+        if len(self.candidates) > 1:
+            return (
+                f"its media id is unknown: {len(self.candidates)} recent media "
+                f"({', '.join(self.candidates)}) match its caption, type and time, so none "
+                "was picked"
+            )
+        return ""
+
+
+def match_media(
+    recent: Sequence[PublishedMedia],
+    *,
+    caption: str,
+    media_kind: str,
+    since: datetime,
+    until: datetime,
+    exclude: Collection[str] = (),
+) -> MediaMatch:
+    """The media in ``recent`` that could be a post of ``media_kind`` with ``caption``
+    published between ``since`` and ``until``, leaving out the ids in ``exclude`` (media
+    already recorded for other posts).  A type or time the API did not send does not rule a
+    media item out."""
+    media_type, product_type = MEDIA_TYPES.get(media_kind, (None, None))
+    wanted = caption.strip()
+    found = []
+    for item in recent:
+        if item.id in exclude or item.caption.strip() != wanted:
+            continue
+        if item.media_type is not None and item.media_type != media_type:
+            continue
+        if item.media_product_type is not None and item.media_product_type != product_type:
+            continue
+        if item.timestamp is not None and not since <= item.timestamp <= until:
+            continue
+        found.append(item.id)
+    return MediaMatch(tuple(found))
 
 
 @dataclass(slots=True)
@@ -274,10 +351,9 @@ class InstagramPoster:
             # 2. container
             if post.container_id is None:
                 if post.publish_requested_at is not None:
-                    attempt.stage = "verify"
-                    found = await self._find_published(post)
-                    if found is not None:
-                        return await self._published(post, attempt, found, now_published=False)
+                    went_out = await self._went_out(post, attempt, "its earlier container")
+                    if went_out is not None:
+                        return went_out
                 attempt.stage = "container"
                 if not may_publish:
                     return await self._finish(
@@ -320,15 +396,22 @@ class InstagramPoster:
                 )
             if status.state == "PUBLISHED":
                 attempt.stage = "verify"
+                match = await self._find_published(post)
                 return await self._published(
-                    post, attempt, await self._find_published(post), now_published=False
+                    post,
+                    attempt,
+                    match.media_id,
+                    now_published=False,
+                    note=_already_published(post.container_id, match),
                 )
             if status.state == "EXPIRED":
                 attempt.stage = "verify"
                 if post.publish_requested_at is not None:
-                    found = await self._find_published(post)
-                    if found is not None:
-                        return await self._published(post, attempt, found, now_published=False)
+                    went_out = await self._went_out(
+                        post, attempt, f"container {post.container_id} (EXPIRED)"
+                    )
+                    if went_out is not None:
+                        return went_out
                 attempt.notes.append(f"container {post.container_id} expired; made a new one")
                 post = await self._set(post, container_id=None, container_created_at=None)
                 continue
@@ -378,8 +461,18 @@ class InstagramPoster:
                     retry_in=max(RETRY_UNKNOWN, wait),
                 )
             if status.state == "PUBLISHED":
-                found = await self._find_published(post)
-                return await self._published(post, attempt, found, now_published=True)
+                match = await self._find_published(post)
+                return await self._published(
+                    post,
+                    attempt,
+                    match.media_id,
+                    now_published=True,
+                    note=_join_note(
+                        f"the answer to the publish call was lost ({exc}), but container "
+                        f"{container_id} is PUBLISHED",
+                        match.why_unknown(),
+                    ),
+                )
             if isinstance(exc, GraphUnavailable):
                 return await self._finish(
                     post,
@@ -400,33 +493,89 @@ class InstagramPoster:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    async def _find_published(self, post: PostRecord) -> str | None:
-        """The media id of ``post`` among the account's recent media, matched by caption
-        and time; ``None`` when it is not there (or cannot be listed)."""
-        since = (post.publish_requested_at or post.container_created_at or post.created_at) - (
-            CLOCK_SKEW
+    async def _find_published(self, post: PostRecord) -> MediaMatch:
+        """Which of the account's recent media could be ``post`` (see :func:`match_media`):
+        its caption and type, dated around its publish call, not recorded for another post."""
+        anchor = post.publish_requested_at or post.container_created_at or post.created_at
+        since = anchor - CLOCK_SKEW
+        until = (
+            post.publish_requested_at + PUBLISH_WINDOW
+            if post.publish_requested_at is not None
+            else self._clock() + CLOCK_SKEW
         )
         try:
             recent = await self._graph.recent_media()
         except (GraphUnavailable, RateLimited) as exc:
             log.warning("could not list recent media to find post #%d: %s", post.id, exc)
+            return MediaMatch(listed=False, problem=str(exc))
+        known = {
+            other.media_id
+            for other in await self._repo.list_posts(post.agent_id, ["published"])
+            if other.media_id and other.id != post.id
+        }
+        match = match_media(
+            recent,
+            caption=post.caption,
+            media_kind=post.media_kind,
+            since=since,
+            until=until,
+            exclude=known,
+        )
+        if len(match.candidates) > 1:
+            log.warning(
+                "post #%d matches %d recent media (%s); its media id is left unknown",
+                post.id,
+                len(match.candidates),
+                ", ".join(match.candidates),
+            )
+        return match
+
+    async def _went_out(
+        self, post: PostRecord, attempt: _Attempt, situation: str
+    ) -> AttemptResult | None:
+        """For a post that had a publish call but whose container does not say PUBLISHED:
+        the result when a recent media item may be it (recorded as published, never
+        published again) or when that cannot be told now (the post waits); ``None`` when
+        nothing matches, so it was not published."""
+        attempt.stage = "verify"
+        match = await self._find_published(post)
+        if not match.listed:
+            return await self._finish(
+                post,
+                attempt,
+                "queued",
+                "unknown",
+                f"the publish call for {situation} has an unknown outcome, and the recent "
+                f"media could not be listed to check it ({match.problem}); the next run "
+                "checks again",
+                retry_in=RETRY_UNKNOWN,
+            )
+        if not match.candidates:
             return None
-        for item in recent:
-            if item.caption == post.caption and (item.timestamp is None or item.timestamp >= since):
-                return item.id
-        return None
+        return await self._published(
+            post,
+            attempt,
+            match.media_id,
+            now_published=False,
+            note=_join_note(
+                f"{situation} does not say it was published, but recent media match the "
+                "post, so it counts as published and is not published again",
+                match.why_unknown(),
+            ),
+        )
 
     async def _published(
-        self, post: PostRecord, attempt: _Attempt, media_id: str | None, *, now_published: bool
+        self,
+        post: PostRecord,
+        attempt: _Attempt,
+        media_id: str | None,
+        *,
+        now_published: bool,
+        note: str = "",
     ) -> AttemptResult:
         now = self._clock()
         attempt.media_id = media_id
         published_at = now if now_published else (post.publish_requested_at or now)
-        note = "" if media_id else "published; its media id could not be found"
-        if not now_published:
-            note = f"already published (container {post.container_id}); not published again" + (
-                "" if media_id else "; its media id could not be found"
-            )
         await self._repo.update(
             post.id,
             now=now,
@@ -446,12 +595,14 @@ class InstagramPoster:
             media_id=media_id,
             error=_join(attempt.notes, note) or None,
         )
-        log.info("post #%d published as media %s", post.id, media_id or "(unknown id)")
+        if media_id is None:
+            message = note or "published; its media id is unknown"
+            log.warning("post #%d published; %s", post.id, message)
+        else:
+            message = f"{note}; media {media_id}" if note else f"published as media {media_id}"
+            log.info("post #%d published as media %s", post.id, media_id)
         return AttemptResult(
-            await self._reload(post),
-            "published",
-            note or f"published as media {media_id}",
-            published_now=now_published,
+            await self._reload(post), "published", message, published_now=now_published
         )
 
     async def _finish(
@@ -499,6 +650,17 @@ class InstagramPoster:
 def _container_error(status: ContainerStatus) -> str:
     detail = status.message or "no details given"
     return f"Instagram could not process the media (container ERROR): {detail}"
+
+
+def _already_published(container_id: str | None, match: MediaMatch) -> str:
+    return _join_note(
+        f"already published (container {container_id} is PUBLISHED); not published again",
+        match.why_unknown(),
+    )
+
+
+def _join_note(first: str, second: str) -> str:
+    return f"{first}; {second}" if second else first
 
 
 def _join(notes: list[str], message: str) -> str:
