@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from carrier.engine.pipeline import Engine
     from carrier.generation.llm.generator import LLMGenerator
     from carrier.generation.responder import Generator
+    from carrier.generation.usage import UsageRecorder
 
 
 def build_engine(settings: Settings) -> AsyncEngine:
@@ -106,8 +107,10 @@ def build_engine_for(
         if settings.redis_url
         else None
     )
+    usage = None
     if llm is None and settings.llm.providers:
-        llm = build_llm(settings, store, metrics)
+        usage = build_usage_recorder(settings, store, metrics)
+        llm = build_llm(settings, store, metrics, usage)
     parts = EngineParts(
         store=store,
         settings=settings.engine,
@@ -129,6 +132,7 @@ def build_engine_for(
         ),
         recorder=Recorder(store, markov, relationships, mirror=mirror),
         metrics=metrics,
+        usage=usage,
     )
     return Engine(
         settings.agent.id,
@@ -140,21 +144,29 @@ def build_engine_for(
     )
 
 
-def build_llm(settings: Settings, store: Store, metrics: Metrics) -> LLMGenerator:
-    """The configured LLM provider chain, its usage recorded in the ledger and metrics."""
-    from carrier.generation.llm.generator import LLMGenerator
+def build_usage_recorder(settings: Settings, store: Store, metrics: Metrics) -> UsageRecorder:
+    """The LLM usage ledger and counters, with the configured price overrides."""
     from carrier.generation.pricing import Price
     from carrier.generation.usage import UsageRecorder
-    from carrier.settings import llm_api_keys
 
     prices = {
         model: Price(p.input_per_million, p.output_per_million)
         for model, p in settings.llm.prices.items()
     }
+    return UsageRecorder(store, settings.agent.id, metrics, prices)
+
+
+def build_llm(
+    settings: Settings, store: Store, metrics: Metrics, usage: UsageRecorder | None = None
+) -> LLMGenerator:
+    """The configured LLM provider chain, its usage recorded in the ledger and metrics."""
+    from carrier.generation.llm.generator import LLMGenerator
+    from carrier.settings import llm_api_keys
+
     return LLMGenerator.from_settings(
         settings.llm,
         llm_api_keys(settings.llm),
-        on_usage=UsageRecorder(store, settings.agent.id, metrics, prices),
+        on_usage=usage or build_usage_recorder(settings, store, metrics),
         max_reply_chars=settings.engine.max_reply_chars,
         max_transcript_tokens=settings.engine.context_token_budget,
     )

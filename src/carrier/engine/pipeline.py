@@ -31,6 +31,7 @@ from carrier.engine.triggers import TriggerInputs, should_respond
 from carrier.generation.markov import MarkovGenerator
 from carrier.generation.modes import ModalResponder
 from carrier.generation.request import ReplyRequest
+from carrier.generation.usage import UsageRecorder
 from carrier.memory.short_term import ShortTermMemory, message_tokens
 from carrier.metrics import Metrics
 from carrier.persona.service import Persona, load_persona
@@ -64,6 +65,7 @@ class EngineParts:
     rate_limiter: RateLimiter
     recorder: Recorder
     metrics: Metrics
+    usage: UsageRecorder | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,14 @@ class Decided:
     decision: Decision
     persona: Persona
     policy: ChannelPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    mood: Mood
+    relationship: Relationship
+    transcript: list[LoggedMessage]
+    emotes: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,10 +151,25 @@ class Engine:
         relationship = recorded.relationship
 
         step = time.perf_counter()
-        decided = await self.decide(msg, now)
+        # A mention or a reply to the bot is almost always answered: read the context for
+        # the reply while the decision is being made instead of after it.
+        reading: asyncio.Task[_Context] | None = None
+        if msg.mentions_bot or msg.reply_to_bot:
+            reading = asyncio.create_task(self._read_context(msg, relationship, now))
+        try:
+            decided = await self.decide(msg, now)
+        except BaseException:
+            if reading is not None:
+                reading.cancel()
+            raise
         decision, persona = decided.decision, decided.persona
         timings["decide"] = _ms(step)
         outcome.decision = decision
+        if reading is not None and (
+            not decision.respond or decision.reason == "rate_limited_notice"
+        ):
+            reading.cancel()
+            await asyncio.gather(reading, return_exceptions=True)
         if not decision.respond:
             return self._log(outcome)
 
@@ -154,7 +179,7 @@ class Engine:
             return self._log(outcome)
 
         step = time.perf_counter()
-        assembled = await self.assemble(msg, persona, relationship, now)
+        assembled = await self.assemble(msg, persona, relationship, now, reading)
         request, context = assembled.request, assembled.context
         timings["assemble"] = _ms(step)
         outcome.context = context
@@ -239,14 +264,10 @@ class Engine:
             policy,
         )
 
-    async def assemble(
-        self,
-        msg: IncomingMessage,
-        persona: Persona,
-        relationship: Relationship | None,
-        now: datetime,
-    ) -> Assembled:
-        """Step 3: everything the generator needs, read now from the database (concurrently)."""
+    async def _read_context(
+        self, msg: IncomingMessage, relationship: Relationship | None, now: datetime
+    ) -> _Context:
+        """The reads of step 3, concurrently: mood, relationship, window, emotes."""
         relationships = self.parts.relationships
         mood, current, transcript, emotes = await asyncio.gather(
             self.parts.mood.current(self.agent_id, now),
@@ -258,7 +279,21 @@ class Engine:
             ),
             self.store.emotes.for_guild(self.agent_id, msg.guild_id),
         )
-        relationship = current
+        return _Context(mood, current, transcript, emotes)
+
+    async def assemble(
+        self,
+        msg: IncomingMessage,
+        persona: Persona,
+        relationship: Relationship | None,
+        now: datetime,
+        reading: asyncio.Task[_Context] | None = None,
+    ) -> Assembled:
+        """Step 3: everything the generator needs, read now from the database (concurrently;
+        ``reading`` is the same reads already started)."""
+        context_read = await (reading or self._read_context(msg, relationship, now))
+        mood, relationship = context_read.mood, context_read.relationship
+        transcript, emotes = context_read.transcript, context_read.emotes
         request = ReplyRequest(
             purpose="reply",
             agent_id=self.agent_id,
@@ -293,9 +328,11 @@ class Engine:
         return clamp_length(text, self.settings.max_reply_chars) or "…"
 
     async def drain(self) -> None:
-        """Wait until every reply handed out has been logged."""
+        """Wait until every reply handed out has been logged (and its LLM usage recorded)."""
         while self._learning:
             await asyncio.gather(*self._learning.values(), return_exceptions=True)
+        if self.parts.usage is not None:
+            await self.parts.usage.flush()
 
     async def aclose(self) -> None:
         """Finish logging replies and release what the engine holds open (LLM clients, the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
@@ -11,6 +13,8 @@ from carrier.metrics import Metrics
 from carrier.store.group_commit import GroupCommit
 from carrier.store.store import Store
 from carrier.store.usage import UsageRow
+
+log = logging.getLogger(__name__)
 
 
 class UsageRecorder:
@@ -28,6 +32,7 @@ class UsageRecorder:
         self._metrics = metrics
         self._prices = dict(prices or {})
         self._commit: GroupCommit[UsageRow, None] = GroupCommit(self._write, name="carrier-usage")
+        self._pending: set[asyncio.Future[None]] = set()
 
     async def __call__(self, completion: Completion, purpose: str) -> None:
         cost = price_of(completion.model, self._prices).cost(
@@ -38,7 +43,8 @@ class UsageRecorder:
         self._metrics.llm_tokens.labels(direction="out", **labels).inc(completion.output_tokens)
         self._metrics.llm_cost.labels(**labels).inc(cost)
         self._metrics.llm_calls.labels(purpose=purpose, **labels).inc()
-        await self._commit.submit(
+        # Recorded without holding up the reply; flush() waits for what is pending.
+        pending = self._commit.enqueue(
             UsageRow(
                 provider=completion.provider,
                 model=completion.model,
@@ -49,6 +55,18 @@ class UsageRecorder:
                 created_at=datetime.now(UTC),
             )
         )
+        self._pending.add(pending)
+        pending.add_done_callback(self._written)
+
+    def _written(self, done: asyncio.Future[None]) -> None:
+        self._pending.discard(done)
+        if not done.cancelled() and done.exception() is not None:
+            log.error("recording LLM usage failed: %s", done.exception())
+
+    async def flush(self) -> None:
+        """Wait until every usage row handed in so far is written."""
+        while self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
 
     async def _write(self, rows: Sequence[UsageRow]) -> list[None]:
         await self._store.usage.add_many(self._agent_id, rows)

@@ -197,6 +197,7 @@ async def test_usage_is_recorded_and_shown_by_carrier_stats(
 ) -> None:
     for said in ("fish, one?", "fish, two?"):
         await engine.handle(message(said, mentions_bot=True))
+    await engine.drain()  # usage is recorded without holding up the reply
     totals = await engine.store.usage.totals("fish")
     assert len(totals) == 1 and totals[0].calls == 2
     assert totals[0].provider == "openai" and totals[0].model == "gpt-4o-mini"
