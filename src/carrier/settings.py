@@ -281,6 +281,56 @@ class InstagramSettings(_Section):
         return value.rstrip("/")
 
 
+class EmbeddingSettings(_Section):
+    """How text becomes vectors for long-term memory: ``minilm-onnx`` (all-MiniLM-L6-v2, run
+    locally and offline) or ``openai`` (an OpenAI-compatible embeddings endpoint).  As for the
+    LLM providers, the API key never goes in the config, only the name of the environment
+    (or ``.env``) variable that holds it."""
+
+    provider: Literal["minilm-onnx", "openai"] = "minilm-onnx"
+    cache_dir: Path = Path("data/models")
+    batch_size: int = Field(64, ge=1, le=2048)
+    model: str = Field("text-embedding-3-small", min_length=1, max_length=200)
+    base_url: str | None = None
+    api_key_env: str | None = Field("OPENAI_API_KEY", pattern=_ENV_NAME)
+    dimensions: int | None = Field(None, ge=1, le=65_536)
+    timeout_seconds: float = Field(30.0, gt=0, le=3600)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hide_pasted_key(cls, data: Any) -> Any:
+        # A key pasted where its variable's name belongs must not be echoed by the error.
+        if isinstance(data, dict):
+            value = data.get("api_key_env")
+            if isinstance(value, str) and not re.match(_ENV_NAME, value):
+                data = {**data, "api_key_env": "<hidden: not a variable name>"}
+        return data
+
+    @field_validator("base_url")
+    @classmethod
+    def _embeddings_http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL, e.g. http://localhost:11434/v1")
+        return value
+
+
+VectorBackend = Literal["sqlite", "pgvector", "chroma"]
+
+
+class VectorSettings(_Section):
+    """Where long-term fact vectors are searched (``carrier.memory.vectors``)."""
+
+    backend: VectorBackend | None = None
+    chroma_path: Path = Path("data/chroma")
+    hnsw_ef_search: int = Field(100, ge=10, le=1000)
+
+    def backend_for(self, database_url: str) -> VectorBackend:
+        """``backend`` as set; unset: ``pgvector`` on PostgreSQL, else ``sqlite``."""
+        if self.backend is not None:
+            return self.backend
+        return "pgvector" if database_url.startswith(("postgresql", "postgres")) else "sqlite"
+
+
 class Settings(BaseSettings):
     """The whole configuration.  Build it with :func:`load_settings`."""
 
@@ -307,6 +357,8 @@ class Settings(BaseSettings):
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     instagram: InstagramSettings = Field(default_factory=InstagramSettings)
+    embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    vectors: VectorSettings = Field(default_factory=VectorSettings)
 
     # Well-known variables operators already have in their environment.
     database_url: str | None = Field(
