@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from carrier.generation.llm.generator import LLMGenerator
     from carrier.generation.responder import Generator
     from carrier.generation.usage import UsageRecorder
+    from carrier.memory.api import Memory
 
 
 def build_engine(settings: Settings) -> AsyncEngine:
@@ -78,6 +79,7 @@ def build_engine_for(
     rng: random.Random | None = None,
     metrics: Metrics | None = None,
     llm: Generator | None = None,
+    memory: Memory | None = None,
 ) -> Engine:
     """The engine for ``settings.agent``, wired over ``store``.
 
@@ -133,6 +135,7 @@ def build_engine_for(
         recorder=Recorder(store, markov, relationships, mirror=mirror),
         metrics=metrics,
         usage=usage,
+        memory=memory,
     )
     return Engine(
         settings.agent.id,
@@ -260,3 +263,18 @@ def build_instagram_client(
         clock=clock,
         closers=tuple(closers),
     )
+
+
+async def open_memory(settings: Settings, store: Store) -> Memory:
+    """The memory API over ``store``: the configured embedder (loaded off the event loop)
+    and vector index, with the offline fact extractor."""
+    import asyncio
+
+    from carrier.memory.api import Memory
+    from carrier.memory.consolidation import OfflineExtractor
+    from carrier.memory.embeddings.registry import create_embedder
+    from carrier.memory.vectors.registry import create_vector_index
+
+    embedder = await asyncio.to_thread(create_embedder, settings.embeddings)
+    index = create_vector_index(settings, store)
+    return Memory(store, embedder, index, agent_id=settings.agent.id, extractor=OfflineExtractor())

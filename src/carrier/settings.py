@@ -322,7 +322,7 @@ class VectorSettings(_Section):
 
     backend: VectorBackend | None = None
     chroma_path: Path = Path("data/chroma")
-    hnsw_ef_search: int = Field(100, ge=10, le=1000)
+    hnsw_ef_search: int = Field(200, ge=10, le=1000)
 
     def backend_for(self, database_url: str) -> VectorBackend:
         """``backend`` as set; unset: ``pgvector`` on PostgreSQL, else ``sqlite``."""

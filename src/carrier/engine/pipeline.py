@@ -32,6 +32,8 @@ from carrier.generation.markov import MarkovGenerator
 from carrier.generation.modes import ModalResponder
 from carrier.generation.request import ReplyRequest
 from carrier.generation.usage import UsageRecorder
+from carrier.memory.api import Memory
+from carrier.memory.long_term import RankedFact
 from carrier.memory.short_term import ShortTermMemory, message_tokens
 from carrier.metrics import Metrics
 from carrier.persona.service import Persona, load_persona
@@ -66,6 +68,8 @@ class EngineParts:
     recorder: Recorder
     metrics: Metrics
     usage: UsageRecorder | None = None
+    memory: Memory | None = None
+    """Long-term memory: the author's facts go into the prompt (None: no long-term memory)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,7 @@ class _Context:
     relationship: Relationship
     transcript: list[LoggedMessage]
     emotes: dict[str, str]
+    facts: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +274,8 @@ class Engine:
     ) -> _Context:
         """The reads of step 3, concurrently: mood, relationship, window, emotes."""
         relationships = self.parts.relationships
-        mood, current, transcript, emotes = await asyncio.gather(
+        memory = self.parts.memory
+        mood, current, transcript, emotes, facts = await asyncio.gather(
             self.parts.mood.current(self.agent_id, now),
             relationships.current(self.agent_id, msg.author_id, now)
             if relationship is None
@@ -278,8 +284,11 @@ class Engine:
                 self.agent_id, msg.channel_id, now, self.settings.context_token_budget
             ),
             self.store.emotes.for_guild(self.agent_id, msg.guild_id),
+            memory.search_facts(msg.author_id, msg.text, guild_id=msg.guild_id)
+            if memory is not None
+            else _nothing(),
         )
-        return _Context(mood, current, transcript, emotes)
+        return _Context(mood, current, transcript, emotes, [r.fact.fact for r in facts])
 
     async def assemble(
         self,
@@ -294,6 +303,7 @@ class Engine:
         context_read = await (reading or self._read_context(msg, relationship, now))
         mood, relationship = context_read.mood, context_read.relationship
         transcript, emotes = context_read.transcript, context_read.emotes
+        facts = context_read.facts
         request = ReplyRequest(
             purpose="reply",
             agent_id=self.agent_id,
@@ -309,6 +319,7 @@ class Engine:
             relationship_words=relationship.describe(msg.author_name),
             emote_names=sorted(emotes),
             emotes=emotes,
+            user_facts=facts,
         )
         context = {
             "persona": persona.name,
@@ -318,6 +329,7 @@ class Engine:
             "transcript_messages": len(transcript),
             "transcript_tokens": sum(message_tokens(m) for m in transcript),
             "emotes": sorted(emotes),
+            "user_facts": facts,
         }
         return Assembled(request, context, mood, relationship)
 
@@ -360,6 +372,8 @@ class Engine:
         """A message was deleted on the platform: it leaves the bot's view."""
         changed = await self.store.messages.mark_deleted(self.agent_id, channel_id, message_id)
         await self.parts.short_term.invalidate(self.agent_id, channel_id)
+        if self.parts.memory is not None:  # what was learned from it goes too
+            await self.parts.memory.retract(message_id)
         return changed
 
     async def acknowledge(self, reply: Reply, platform_message_id: str) -> None:
@@ -462,6 +476,10 @@ class Engine:
 
 async def _ready(value: Relationship) -> Relationship:
     return value
+
+
+async def _nothing() -> list[RankedFact]:
+    return []
 
 
 def _ms(since: float) -> float:

@@ -118,6 +118,16 @@ class FactRepository:
             )
         )
 
+    async def restore_in(
+        self, conn: AsyncConnection, fact_id: int, last_mentioned: datetime, reference_count: int
+    ) -> None:
+        """Set the counters an import brings along (an exact round trip)."""
+        await conn.execute(
+            update(memory_facts)
+            .where(memory_facts.c.id == fact_id)
+            .values(last_mentioned=last_mentioned, reference_count=reference_count)
+        )
+
     async def supersede_in(self, conn: AsyncConnection, old_id: int, new_id: int) -> None:
         await conn.execute(
             update(memory_facts).where(memory_facts.c.id == old_id).values(superseded_by=new_id)

@@ -380,3 +380,44 @@ instagram_attempts = Table(
     ),
     Index("ix_instagram_attempts_post", "post_id", "started_at"),
 )
+
+
+# --- vector search (carrier.memory.vectors) -------------------------------------------------
+
+# Imported here, not at the top: besides the column type it registers ``vector`` with the
+# PostgreSQL dialect, so reflection (Alembic's comparison) knows the type.
+from pgvector.sqlalchemy import VECTOR  # noqa: E402
+
+# One row per (fact, embedding model): while `carrier memory reembed` moves to a new model
+# the old vectors keep answering.  On SQLite ``embedding`` holds the float32 bytes; on
+# PostgreSQL it is a pgvector ``vector`` (of any dimension; migration 0004 adds an HNSW
+# index per dimension over ``embedding::vector(dim)``).  ``seq`` is the
+# fact_vector_versions.version of the write that stored the row, so an in-process cache can
+# fetch only what changed.
+fact_vectors = Table(
+    "fact_vectors",
+    metadata,
+    Column("fact_id", Integer, primary_key=True, autoincrement=False),
+    Column("model", String(200), primary_key=True),
+    Column("agent_id", ID, nullable=False),
+    Column("user_id", ID, nullable=False),
+    Column("guild_id", ID, nullable=True),
+    Column("dim", Integer, nullable=False),
+    Column("embedding", LargeBinary().with_variant(VECTOR(), "postgresql"), nullable=False),
+    Column("seq", BigInteger, nullable=False, default=0),
+    CheckConstraint("dim >= 1 AND dim <= 16000", name="dim"),
+    Index("ix_fact_vectors_agent_model", "agent_id", "model", "dim", "user_id"),
+    Index("ix_fact_vectors_agent_model_seq", "agent_id", "model", "seq"),
+)
+
+# Per (agent, model): bumped by every write of the SQLite vector index, so each search
+# checks with one primary-key read whether its in-memory copy is current (another process
+# may have written).  ``reset_version`` moves on deletions, which a delta cannot express.
+fact_vector_versions = Table(
+    "fact_vector_versions",
+    metadata,
+    Column("agent_id", ID, primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    Column("reset_version", BigInteger, nullable=False),
+)

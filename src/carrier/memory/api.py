@@ -1,0 +1,323 @@
+"""The Python API for memory: what the clients, the CLI and outside scripts call.
+
+    memory = await open_memory(settings)          # carrier.bootstrap
+    await memory.add_fact("user-1", "likes sushi", category="likes")
+    for ranked in await memory.search_facts("user-1", "what food do they like?"):
+        print(ranked.fact.fact, ranked.score)
+    report = await memory.consolidate()
+    await memory.aclose()
+
+Every method reads and writes the database at the moment it is called.  Facts are written
+with their vector of the configured embedding model, in the database (the source of truth)
+and in the vector index (which serves similarity search).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from carrier.memory.consolidation import ConsolidationReport, Consolidator, FactExtractor
+from carrier.memory.embeddings.base import Embedder
+from carrier.memory.long_term import LongTermMemory, RankedFact, Remembered
+from carrier.memory.people import Forgotten, WhatIKnow, forget_user, retract_message, what_i_know
+from carrier.memory.vectors.base import VectorIndex, VectorItem
+from carrier.store.facts import Fact, NewFact
+from carrier.store.messages import LoggedMessage
+from carrier.store.store import Store
+
+EXPORT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SimilarFact:
+    fact: Fact
+    score: float
+
+
+class Memory:
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder,
+        index: VectorIndex,
+        *,
+        agent_id: str,
+        extractor: FactExtractor,
+        similarity_threshold: float = 0.85,
+        share_across_guilds: bool = False,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.index = index
+        self.agent_id = agent_id
+        self.long_term = LongTermMemory(store, embedder, similarity_threshold=similarity_threshold)
+        self._consolidator = Consolidator(store, self.long_term, extractor)
+        self._share = share_across_guilds
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def add_messages(self, messages: Sequence[LoggedMessage]) -> int:
+        """Log messages into the short-term log (replays are skipped); returns how many
+        were new."""
+        async with self.store.engine.begin() as conn:
+            return len(await self.store.messages.insert_many_in(conn, messages))
+
+    async def add_fact(
+        self,
+        user_id: str,
+        fact: str,
+        category: str = "general",
+        *,
+        guild_id: str | None = None,
+        at: datetime | None = None,
+        source_message_id: str | None = None,
+    ) -> Remembered:
+        """Write one fact with de-duplication (a similar fact is reinforced instead)."""
+        text = " ".join(fact.split())
+        if not text:
+            raise ValueError("a fact needs some text")
+        if len(text) > 2000:
+            raise ValueError("a fact is at most 2,000 characters; shorten it")
+        vector = (await self.embedder.embed([text]))[0]
+        new = NewFact(
+            user_id=user_id,
+            fact=text,
+            category=category or "general",
+            mentioned_at=at or datetime.now(UTC),
+            guild_id=guild_id,
+            source_message_id=source_message_id,
+        )
+        async with self.store.engine.begin() as conn:
+            result = await self.long_term.remember_in(conn, self.agent_id, new, vector)
+        if result.outcome != "reinforced":
+            await self.index.upsert(
+                [
+                    VectorItem(
+                        result.fact_id,
+                        self.agent_id,
+                        user_id,
+                        guild_id,
+                        self.embedder.model,
+                        vector,
+                    )
+                ]
+            )
+        return result
+
+    async def delete_facts(self, ids: Sequence[int]) -> int:
+        deleted = await self.store.facts.delete_ids(self.agent_id, ids)
+        await self.index.delete(ids)
+        return deleted
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def search_facts(
+        self, user_id: str, query: str, *, guild_id: str | None = None, k: int = 8
+    ) -> list[RankedFact]:
+        """This user's facts for the prompt, ranked by similarity, references and recency;
+        learned in ``guild_id`` only unless sharing across guilds is configured."""
+        guilds = None if self._share or guild_id is None else [guild_id, None]
+        return await self.long_term.facts_for(
+            self.agent_id, user_id, query, guild_ids=guilds, k=k, now=datetime.now(UTC)
+        )
+
+    async def similar(
+        self, query: str, k: int = 10, *, user_id: str | None = None
+    ) -> list[SimilarFact]:
+        """Facts most similar to ``query`` across the agent (or one user), via the index."""
+        vector = (await self.embedder.embed([query]))[0]
+        hits = await self.index.search(
+            self.agent_id, vector, k, model=self.embedder.model, user_id=user_id
+        )
+        out = []
+        for hit in hits:
+            fact = await self.store.facts.get(hit.id)
+            if fact is not None and fact.superseded_by is None:
+                out.append(SimilarFact(fact, hit.score))
+        return out
+
+    async def what_i_know(self, user_id: str) -> WhatIKnow:
+        return await what_i_know(self.store, self.agent_id, user_id)
+
+    # -- people's control ------------------------------------------------------------------
+
+    async def forget(self, user_id: str) -> Forgotten:
+        ids = await self.store.facts.ids_for_user(self.agent_id, user_id)
+        forgotten = await forget_user(self.store, self.agent_id, user_id)
+        await self.index.delete(ids)
+        return forgotten
+
+    async def retract(self, message_id: str) -> int:
+        ids = await self.store.facts.ids_from_message(self.agent_id, message_id)
+        retracted = await retract_message(self.store, self.agent_id, message_id)
+        await self.index.delete(ids)
+        return retracted
+
+    # -- consolidation and maintenance ---------------------------------------------------------
+
+    async def consolidate(self, now: datetime | None = None) -> ConsolidationReport:
+        """Move the log into facts and the archive (crash-safe, idempotent), then bring the
+        vector index up to date with the facts it wrote."""
+        report = await self._consolidator.consolidate(self.agent_id, now or datetime.now(UTC))
+        await self.sync_index()
+        return report
+
+    async def sync_index(self, *, on_progress: Callable[[int, int], None] | None = None) -> int:
+        """Put every current fact that has a vector of the configured model into the index
+        (idempotent: an upsert by fact id).  Returns how many were written."""
+        written = 0
+        batch: list[VectorItem] = []
+        async for fact, vector in self._facts_with_vectors():
+            batch.append(
+                VectorItem(
+                    fact.id, self.agent_id, fact.user_id, fact.guild_id, self.embedder.model, vector
+                )
+            )
+            if len(batch) >= 500:
+                await self.index.upsert(batch)
+                written += len(batch)
+                batch = []
+                if on_progress is not None:
+                    on_progress(written, 0)
+        if batch:
+            await self.index.upsert(batch)
+            written += len(batch)
+        return written
+
+    async def reembed(
+        self, *, batch_size: int = 256, on_progress: Callable[[int, int], None] | None = None
+    ) -> int:
+        """Give every fact a vector of the configured model (after a change of model).
+
+        Facts keep their old vectors until their new one is written, so search goes on
+        working meanwhile; vectors of another model are never compared with new ones."""
+        facts = [
+            f
+            for f in await self.store.facts.listing(self.agent_id, limit=10_000_000)
+            if f.embedding_model != self.embedder.model
+        ]
+        done = 0
+        for start in range(0, len(facts), batch_size):
+            chunk = facts[start : start + batch_size]
+            vectors = await self.embedder.embed([f.fact for f in chunk])
+            async with self.store.engine.begin() as conn:
+                for fact, vector in zip(chunk, vectors, strict=True):
+                    await self.store.facts.set_embedding_in(
+                        conn, fact.id, vector, self.embedder.model
+                    )
+            await self.index.upsert(
+                [
+                    VectorItem(f.id, self.agent_id, f.user_id, f.guild_id, self.embedder.model, v)
+                    for f, v in zip(chunk, vectors, strict=True)
+                ]
+            )
+            done += len(chunk)
+            if on_progress is not None:
+                on_progress(done, len(facts))
+        return done
+
+    async def _facts_with_vectors(self) -> AsyncIterator[tuple[Fact, Any]]:
+        async with self.store.engine.connect() as conn:
+            users = {
+                f.user_id for f in await self.store.facts.listing(self.agent_id, limit=10_000_000)
+            }
+            for user_id in sorted(users):
+                for fact, vector in await self.store.facts.embeddings_for_user(
+                    conn, self.agent_id, user_id, self.embedder.model
+                ):
+                    yield fact, vector
+
+    # -- export and import -----------------------------------------------------------------
+
+    async def export_lines(self, *, include_history: bool = True) -> list[str]:
+        """Every fact as one JSON line (round-trips exactly through :meth:`import_lines`)."""
+        facts = await self.store.facts.listing(
+            self.agent_id, include_history=include_history, limit=10_000_000
+        )
+        lines = []
+        for fact in facts:
+            data = asdict(fact)
+            for key in ("first_mentioned", "last_mentioned"):
+                data[key] = data[key].isoformat()
+            data["version"] = EXPORT_VERSION
+            lines.append(json.dumps(data, ensure_ascii=False, sort_keys=True))
+        return lines
+
+    async def import_lines(self, lines: Sequence[str]) -> int:
+        """Facts from JSON lines (as exported), kept exactly: text, category, timestamps,
+        reference counts, guild and history links.  Invalid input raises ValueError naming
+        the line, and nothing is written."""
+        parsed = [_parse_line(number, line) for number, line in enumerate(lines, 1) if line.strip()]
+        if not parsed:
+            return 0
+        vectors = await self.embedder.embed([p["fact"] for p in parsed])
+        id_map: dict[int, int] = {}
+        async with self.store.engine.begin() as conn:
+            for data, vector in zip(parsed, vectors, strict=True):
+                new_id = await self.store.facts.add_in(
+                    conn,
+                    self.agent_id,
+                    NewFact(
+                        user_id=data["user_id"],
+                        fact=data["fact"],
+                        category=data["category"],
+                        mentioned_at=data["first_mentioned"],
+                        guild_id=data["guild_id"],
+                        source_message_id=data["source_message_id"],
+                        embedding=vector,
+                        embedding_model=self.embedder.model,
+                    ),
+                )
+                await self.store.facts.restore_in(
+                    conn, new_id, data["last_mentioned"], data["reference_count"]
+                )
+                id_map[int(data["id"])] = new_id
+            for data in parsed:
+                if data["superseded_by"] is not None and data["superseded_by"] in id_map:
+                    await self.store.facts.supersede_in(
+                        conn, id_map[int(data["id"])], id_map[int(data["superseded_by"])]
+                    )
+        await self.sync_index()
+        return len(parsed)
+
+    async def aclose(self) -> None:
+        await self.index.aclose()
+        await self.embedder.aclose()
+
+
+_REQUIRED = (
+    "id",
+    "user_id",
+    "fact",
+    "category",
+    "first_mentioned",
+    "last_mentioned",
+    "reference_count",
+)
+
+
+def _parse_line(number: int, line: str) -> dict[str, Any]:
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"line {number}: not JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"line {number}: expected a JSON object")
+    missing = [key for key in _REQUIRED if key not in data]
+    if missing:
+        raise ValueError(f"line {number}: missing {', '.join(missing)}")
+    try:
+        data["first_mentioned"] = datetime.fromisoformat(data["first_mentioned"])
+        data["last_mentioned"] = datetime.fromisoformat(data["last_mentioned"])
+        data["reference_count"] = int(data["reference_count"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"line {number}: {exc}") from None
+    if data["reference_count"] < 1 or not str(data["fact"]).strip():
+        raise ValueError(f"line {number}: reference_count must be >= 1 and fact non-empty")
+    for key in ("guild_id", "source_message_id", "superseded_by"):
+        data.setdefault(key, None)
+    return data

@@ -1,0 +1,283 @@
+"""PostgreSQL + pgvector: the ``fact_vectors`` table with an HNSW index per dimension.
+
+``embedding`` is a pgvector ``vector`` of any dimension; each dimension gets a partial HNSW
+index over ``embedding::vector(dim)`` (``vector_cosine_ops``, m = 16, ef_construction = 64),
+created the first time vectors of that dimension are stored (an index needs a fixed
+dimension, and the dimensions depend on the models configured).  A search:
+
+* with a ``user_id``: exact, over that user's vectors through the B-tree index
+  (agent, model, dim, user) - a user's facts are few, and a graph search filtered down to
+  them could miss some;
+* otherwise: the HNSW index with ``hnsw.ef_search`` (settings: ``vectors.hnsw_ef_search``)
+  and pgvector 0.8's iterative index scan (``hnsw.iterative_scan = relaxed_order``), so a
+  guild or model filter that rejects many neighbours keeps scanning instead of returning
+  too few; the relaxed order is sorted again on the exact distances.  Recall@10 against
+  exact search over 1,000,000 vectors: see bench/bench_vectors.py.
+
+Vectors travel in pgvector's text form (the ``pgvector`` package's SQLAlchemy type), so
+the shared asyncpg engine needs no codec registered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Sequence
+from typing import Any, Self
+
+from pgvector.sqlalchemy import VECTOR
+from sqlalchemy import (
+    Float,
+    Integer,
+    any_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError, ProgrammingError
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from carrier.memory.vectors.base import (
+    Hit,
+    VectorIndex,
+    VectorItem,
+    VectorLike,
+    check_k,
+    check_model,
+    checked_batch,
+    dimension_error,
+    guild_filter,
+    unit_vector,
+)
+from carrier.store.database import Database
+from carrier.store.schema import fact_vectors
+
+log = logging.getLogger(__name__)
+
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 64
+DEFAULT_EF_SEARCH = 200  # recall@10 0.97 over 1,000,000 (100: 0.93); bench_vectors.py
+# Beyond what the graph search can return in one pass, search exactly.
+MAX_GRAPH_K = 1000
+
+
+def hnsw_index_name(dim: int) -> str:
+    return f"ix_fact_vectors_hnsw_{dim}"
+
+
+def hnsw_index_sql(dim: int) -> str:
+    """The partial HNSW index over the vectors of one dimension."""
+    return (
+        f"CREATE INDEX IF NOT EXISTS {hnsw_index_name(dim)} ON fact_vectors "
+        f"USING hnsw ((embedding::vector({dim})) vector_cosine_ops) "
+        f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION}) WHERE dim = {dim}"
+    )
+
+
+class PgVectorIndex(VectorIndex):
+    """Vectors in PostgreSQL's ``fact_vectors`` with pgvector HNSW indexes.  The contract is
+    :mod:`carrier.memory.vectors.base`; the design is this module's docstring."""
+
+    def __init__(self, database: Database, *, ef_search: int = DEFAULT_EF_SEARCH) -> None:
+        if database.dialect.name != "postgresql":
+            raise ValueError(
+                f"the pgvector index needs PostgreSQL, not {database.dialect.name}; "
+                "use vectors.backend: sqlite (or chroma) with SQLite"
+            )
+        if not 1 <= ef_search <= 1000:
+            raise ValueError(f"ef_search must be 1..1000, got {ef_search}")
+        self._db = database
+        self.ef_search = ef_search
+        self._indexed_dims: set[int] = set()
+
+    @classmethod
+    def create(cls, settings: Any, database: Database) -> Self:
+        """The registry's constructor (``settings`` is the ``vectors`` section)."""
+        return cls(database, ef_search=settings.hnsw_ef_search)
+
+    # --- writes --------------------------------------------------------------------------
+
+    async def upsert(self, items: Sequence[VectorItem]) -> None:
+        batch = checked_batch(items)
+        if not batch:
+            return
+        dims = {vector.size for _, vector in batch}
+        for dim in sorted(dims - self._indexed_dims):
+            await self.ensure_index(dim)
+        async with self._db.begin() as conn:
+            checked: set[tuple[str, str]] = set()
+            for item, vector in batch:
+                key = (item.agent_id, item.model)
+                if key in checked:
+                    continue
+                checked.add(key)
+                await _check_dimension(conn, item.agent_id, item.model, vector.size)
+            statement = pg_insert(fact_vectors)
+            await conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[fact_vectors.c.fact_id, fact_vectors.c.model],
+                    set_={
+                        "agent_id": statement.excluded.agent_id,
+                        "user_id": statement.excluded.user_id,
+                        "guild_id": statement.excluded.guild_id,
+                        "dim": statement.excluded.dim,
+                        "embedding": statement.excluded.embedding,
+                        "seq": statement.excluded.seq,
+                    },
+                ),
+                [
+                    {
+                        "fact_id": item.id,
+                        "model": item.model,
+                        "agent_id": item.agent_id,
+                        "user_id": item.user_id,
+                        "guild_id": item.guild_id,
+                        "dim": vector.size,
+                        "embedding": vector,
+                        "seq": 0,
+                    }
+                    for item, vector in batch
+                ],
+            )
+
+    async def ensure_index(self, dim: int) -> None:
+        """Create the HNSW index of one dimension unless it exists (once per process)."""
+        async with self._db.connect() as conn:
+            exists = await conn.scalar(
+                text("SELECT to_regclass(:name) IS NOT NULL"), {"name": hnsw_index_name(dim)}
+            )
+        if not exists:
+            try:
+                async with self._db.begin() as conn:
+                    await conn.execute(text(hnsw_index_sql(dim)))
+            except (ProgrammingError, DBAPIError) as exc:
+                # Two processes creating the same index at once: one wins, which is all
+                # that is needed.
+                if "already exists" not in str(exc) and "duplicate key" not in str(exc):
+                    raise
+            log.info("created the HNSW index for %d-dimensional vectors", dim)
+        self._indexed_dims.add(dim)
+
+    async def delete(self, ids: Collection[int], *, model: str | None = None) -> None:
+        wanted = sorted({int(i) for i in ids})
+        if not wanted:
+            return
+        # One array parameter, however many ids (an IN list would be one parameter each).
+        condition: list[ColumnElement[bool]] = [
+            fact_vectors.c.fact_id == any_(bindparam("ids", wanted, type_=ARRAY(Integer)))
+        ]
+        if model is not None:
+            condition.append(fact_vectors.c.model == check_model(model))
+        async with self._db.begin() as conn:
+            await conn.execute(delete(fact_vectors).where(*condition))
+
+    async def clear(self, agent_id: str, *, model: str | None = None) -> None:
+        condition: list[ColumnElement[bool]] = [fact_vectors.c.agent_id == agent_id]
+        if model is not None:
+            condition.append(fact_vectors.c.model == check_model(model))
+        async with self._db.begin() as conn:
+            await conn.execute(delete(fact_vectors).where(*condition))
+
+    # --- reads ---------------------------------------------------------------------------
+
+    async def count(self, agent_id: str, model: str | None = None) -> int:
+        condition: list[ColumnElement[bool]] = [fact_vectors.c.agent_id == agent_id]
+        if model is not None:
+            condition.append(fact_vectors.c.model == check_model(model))
+        async with self._db.connect() as conn:
+            found = await conn.scalar(
+                select(func.count()).select_from(fact_vectors).where(*condition)
+            )
+        return int(found or 0)
+
+    async def search(
+        self,
+        agent_id: str,
+        query_vector: VectorLike,
+        k: int,
+        *,
+        model: str,
+        user_id: str | None = None,
+        guild_ids: Collection[str | None] | None = None,
+    ) -> list[Hit]:
+        check_model(model)
+        check_k(k)
+        query = unit_vector(query_vector, what="query vector")
+        guilds = guild_filter(guild_ids)
+        if guilds is not None and not guilds[0] and not guilds[1]:
+            return []
+        dim = query.size
+        condition: list[ColumnElement[bool]] = [
+            fact_vectors.c.dim == dim,
+            fact_vectors.c.agent_id == agent_id,
+            fact_vectors.c.model == model,
+        ]
+        if user_id is not None:
+            condition.append(fact_vectors.c.user_id == user_id)
+        if guilds is not None:
+            named, guildless = guilds
+            options: list[ColumnElement[bool]] = []
+            if named:
+                options.append(fact_vectors.c.guild_id.in_(sorted(named)))
+            if guildless:
+                options.append(fact_vectors.c.guild_id.is_(None))
+            condition.append(or_(*options))
+        q = cast(bindparam("q", query, type_=VECTOR(dim)), VECTOR(dim))
+        exact = user_id is not None or k > MAX_GRAPH_K
+        if exact:
+            # The raw column: the planner cannot use the HNSW expression index, so this is
+            # an exact scan of the filtered rows.
+            distance = fact_vectors.c.embedding.op("<=>", return_type=Float())(q)
+        else:
+            distance = literal_column(f"(fact_vectors.embedding::vector({dim}))").op(
+                "<=>", return_type=Float()
+            )(q)
+        nearest = (
+            select(fact_vectors.c.fact_id, distance.label("distance"))
+            .where(*condition)
+            .order_by(distance)
+            .limit(k)
+        )
+        async with self._db.connect() as conn, conn.begin():
+            if not exact:
+                await conn.execute(text(f"SET LOCAL hnsw.ef_search = {max(self.ef_search, k)}"))
+                await conn.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+                nearest_cte = nearest.cte("nearest").prefix_with("MATERIALIZED")
+                statement = select(nearest_cte.c.fact_id, nearest_cte.c.distance).order_by(
+                    nearest_cte.c.distance
+                )
+                rows = (await conn.execute(statement)).all()
+            else:
+                rows = (await conn.execute(nearest)).all()
+            if len(rows) < k:
+                await _check_dimension(conn, agent_id, model, dim)
+        return [Hit(int(fact_id), _score(distance)) for fact_id, distance in rows]
+
+    async def aclose(self) -> None:
+        self._indexed_dims.clear()
+
+
+def _score(distance: Any) -> float:
+    """Cosine distance (0..2) -> similarity (1..-1)."""
+    return float(min(1.0, max(-1.0, 1.0 - float(distance))))
+
+
+async def _check_dimension(conn: AsyncConnection, agent_id: str, model: str, dim: int) -> None:
+    clash = await conn.scalar(
+        select(fact_vectors.c.dim)
+        .where(
+            fact_vectors.c.agent_id == agent_id,
+            fact_vectors.c.model == model,
+            fact_vectors.c.dim != dim,
+        )
+        .limit(1)
+    )
+    if clash is not None:
+        raise dimension_error(model, int(clash), dim)
