@@ -165,7 +165,7 @@ class Engine:
             decided = await self.decide(msg, now)
         except BaseException:
             if reading is not None:
-                reading.cancel()
+                await asyncio.gather(reading, return_exceptions=True)
             raise
         decision, persona = decided.decision, decided.persona
         timings["decide"] = _ms(step)
@@ -173,7 +173,8 @@ class Engine:
         if reading is not None and (
             not decision.respond or decision.reason == "rate_limited_notice"
         ):
-            reading.cancel()
+            # Not cancelled: a database call abandoned midway could leave its connection
+            # mid-transaction.  The reads are short; their result is just not used.
             await asyncio.gather(reading, return_exceptions=True)
         if not decision.respond:
             return self._log(outcome)

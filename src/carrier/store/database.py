@@ -105,21 +105,33 @@ def create_engine(url: str, *, echo: bool = False, busy_timeout_ms: int = 5000) 
 
         dialect = engine.sync_engine.dialect
         driver_rollback = dialect.do_rollback
+        driver_commit = dialect.do_commit
+        began_write: set[int] = set()  # ids of driver connections inside a write
 
         def _rollback_if_needed(dbapi_connection: Any) -> None:
             # Reads run in driver autocommit, so closing one has nothing to roll back, and
-            # asking the driver's thread anyway costs a round trip per read.  aiosqlite
-            # answers in_transaction without that round trip.
-            if getattr(dbapi_connection._connection, "in_transaction", True):
+            # asking the driver's thread anyway costs a round trip per read.  A connection
+            # that began a write is always rolled back (its BEGIN may still be queued in the
+            # driver's thread when a cancelled caller gives it back, so in_transaction
+            # cannot be trusted for it); aiosqlite answers in_transaction without a trip.
+            wrote = id(dbapi_connection) in began_write
+            if wrote or getattr(dbapi_connection._connection, "in_transaction", True):
+                began_write.discard(id(dbapi_connection))
                 driver_rollback(dbapi_connection)
 
+        def _commit(dbapi_connection: Any) -> None:
+            began_write.discard(id(dbapi_connection))
+            driver_commit(dbapi_connection)
+
         dialect.do_rollback = _rollback_if_needed  # type: ignore[method-assign]
+        dialect.do_commit = _commit  # type: ignore[method-assign]
 
         @event.listens_for(engine.sync_engine, "begin")
         def _begin(conn: Any) -> None:
             # Reads run in autocommit (each statement its own snapshot, no BEGIN/ROLLBACK
             # round trips through the driver thread); writes take the lock up front.
             if conn.get_execution_options().get(WRITE_OPTION, False):
+                began_write.add(id(conn.connection.dbapi_connection))
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
