@@ -95,6 +95,12 @@ class Recorder:
     async def _write(self, batch: Sequence[_Pending]) -> list[Recorded]:
         store = self._store
         agent_id = batch[0].message.agent_id
+        # Sentiment is CPU work: done before the transaction, not while holding the lock.
+        sentiments = {
+            index: self._relationships.sentiment(p.message.text)
+            for index, p in enumerate(batch)
+            if not p.message.is_self and not p.message.author_is_bot and p.message.text.strip()
+        }
         async with store.engine.begin() as conn:
             new_keys = await store.messages.insert_many_in(conn, [p.message for p in batch])
             claimed: set[tuple[str, str]] = set()
@@ -136,7 +142,12 @@ class Recorder:
                 if message.text.strip():
                     observed_at[index] = len(observations)
                     observations.append(
-                        Observation(message.author_id, message.text, message.created_at)
+                        Observation(
+                            message.author_id,
+                            message.text,
+                            message.created_at,
+                            sentiments.get(index),
+                        )
                     )
                 if pending.scope is not None:
                     learnable = _MENTION_MARKUP.sub("", message.text).strip()

@@ -159,6 +159,8 @@ class Observation:
     user_id: str
     text: str
     at: datetime
+    sentiment: float | None = None
+    """Precomputed by the caller (outside its transaction), else computed here."""
 
 
 class RelationshipService:
@@ -197,6 +199,9 @@ class RelationshipService:
             )
         return rel
 
+    def sentiment(self, text: str) -> float:
+        return self._analyzer.compound(text)
+
     async def observe_many_in(
         self, conn: AsyncConnection, agent_id: str, observations: Sequence[Observation]
     ) -> list[Relationship]:
@@ -216,9 +221,10 @@ class RelationshipService:
                 rel = decay(rel, hours, self._settings.decay_per_hour)
             else:
                 rel = self._from_row(stored.get(seen.user_id), seen.at)
-            rel = react(
-                rel, seen.text, self._analyzer.compound(seen.text), self._settings.sensitivity
-            )
+            sentiment = seen.sentiment
+            if sentiment is None:
+                sentiment = self._analyzer.compound(seen.text)
+            rel = react(rel, seen.text, sentiment, self._settings.sensitivity)
             current[seen.user_id] = (rel, seen.at)
             after.append(rel)
         await repo.put_many_in(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -28,6 +30,19 @@ class RelationshipRow:
     trust: float
     formality: float
     updated_at: datetime
+
+
+@functools.cache
+def _upsert(dialect: str) -> Any:
+    """Built once per dialect: the statement's cache key then matches every time."""
+    stmt = insert(relationships, dialect)
+    return stmt.on_conflict_do_update(
+        index_elements=["agent_id", "user_id"],
+        set_={
+            name: stmt.excluded[name]
+            for name in ("anger", "rapport", "trust", "formality", "updated_at")
+        },
+    )
 
 
 class RelationshipRepository:
@@ -78,15 +93,8 @@ class RelationshipRepository:
         """Upsert several users' rows in one executemany."""
         if not rows:
             return
-        stmt = insert(relationships, conn.dialect.name)
         await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["agent_id", "user_id"],
-                set_={
-                    name: stmt.excluded[name]
-                    for name in ("anger", "rapport", "trust", "formality", "updated_at")
-                },
-            ),
+            _upsert(conn.dialect.name),
             [
                 {
                     "agent_id": agent_id,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -39,6 +41,26 @@ class User:
     first_seen: datetime
     last_seen: datetime
     message_count: int
+
+
+@functools.cache
+def _upserts(dialect: str) -> tuple[Any, Any]:
+    """Built once per dialect: the statements' cache keys then match every time."""
+    stmt = insert(users, dialect)
+    user_upsert = stmt.on_conflict_do_update(
+        index_elements=["agent_id", "user_id"],
+        set_={
+            "name": stmt.excluded.name,
+            "last_seen": stmt.excluded.last_seen,
+            "message_count": users.c.message_count + stmt.excluded.message_count,
+        },
+    )
+    nick = insert(user_nicknames, dialect)
+    nickname_upsert = nick.on_conflict_do_update(
+        index_elements=["agent_id", "user_id", "nickname"],
+        set_={"last_seen": nick.excluded.last_seen},
+    )
+    return user_upsert, nickname_upsert
 
 
 class UserRepository:
@@ -97,26 +119,9 @@ class UserRepository:
                     "first_seen": seen.seen_at,
                     "last_seen": seen.seen_at,
                 }
-        stmt = insert(users, dialect)
-        await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["agent_id", "user_id"],
-                set_={
-                    "name": stmt.excluded.name,
-                    "last_seen": stmt.excluded.last_seen,
-                    "message_count": users.c.message_count + stmt.excluded.message_count,
-                },
-            ),
-            list(folded.values()),
-        )
-        nick = insert(user_nicknames, dialect)
-        await conn.execute(
-            nick.on_conflict_do_update(
-                index_elements=["agent_id", "user_id", "nickname"],
-                set_={"last_seen": nick.excluded.last_seen},
-            ),
-            list(nicks.values()),
-        )
+        user_upsert, nickname_upsert = _upserts(dialect)
+        await conn.execute(user_upsert, list(folded.values()))
+        await conn.execute(nickname_upsert, list(nicks.values()))
 
     async def get(self, agent_id: str, user_id: str) -> User | None:
         async with self._engine.connect() as conn:
