@@ -16,30 +16,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, update
-
 from carrier.engine.relationships import Observation, Relationship, RelationshipService
 from carrier.generation.markov import MarkovGenerator
 from carrier.memory.redis_mirror import RedisMirror
 from carrier.store.group_commit import GroupCommit
 from carrier.store.messages import LoggedMessage
-from carrier.store.schema import short_term_messages
 from carrier.store.store import Store
 from carrier.store.users import Sighting
 
 _MENTION_MARKUP = re.compile(r"<@[!&]?\d+>|@(everyone|here)\b", re.IGNORECASE)
-
-_MARK_ANSWERED = (
-    update(short_term_messages)
-    .where(
-        and_(
-            short_term_messages.c.agent_id == bindparam("a_agent"),
-            short_term_messages.c.channel_id == bindparam("a_channel"),
-            short_term_messages.c.message_id == bindparam("a_message"),
-        )
-    )
-    .values(answered_reason=bindparam("a_reason"))
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +94,7 @@ class Recorder:
             observations: list[Observation] = []
             observed_at: dict[int, int] = {}
             learn: dict[str, list[str]] = {}
-            answered: list[dict[str, object]] = []
+            answered: list[tuple[str, str, str]] = []
             for index, pending in enumerate(batch):
                 message = pending.message
                 key = (message.channel_id, message.message_id)
@@ -121,12 +106,11 @@ class Recorder:
                 if message.is_self:
                     if pending.answers_reason and message.reply_to_message_id:
                         answered.append(
-                            {
-                                "a_agent": agent_id,
-                                "a_channel": message.channel_id,
-                                "a_message": message.reply_to_message_id,
-                                "a_reason": pending.answers_reason,
-                            }
+                            (
+                                message.channel_id,
+                                message.reply_to_message_id,
+                                pending.answers_reason,
+                            )
                         )
                     continue
                 sightings.append(
@@ -158,8 +142,7 @@ class Recorder:
             after = await self._relationships.observe_many_in(conn, agent_id, observations)
             for scope, texts in learn.items():
                 await self._markov.learn_texts_in(conn, agent_id, scope, texts)
-            if answered:
-                await conn.execute(_MARK_ANSWERED, answered)
+            await store.messages.mark_answered_in(conn, agent_id, answered)
         if self._mirror is not None:
             await self._mirror.add(
                 [p.message for p, is_new in zip(batch, fresh, strict=True) if is_new]

@@ -184,21 +184,6 @@ class RelationshipService:
         row = await self._store.relationships.get(agent_id, user_id)
         return self._from_row(row, now)
 
-    async def observe(self, agent_id: str, user_id: str, text: str, now: datetime) -> Relationship:
-        """Apply decay and this message's effect; returns the stored result."""
-        sentiment = self._analyzer.compound(text)
-        repo = self._store.relationships
-        async with self._store.engine.begin() as conn:
-            row = await repo.get_in(conn, agent_id, user_id, for_update=True)
-            rel = react(self._from_row(row, now), text, sentiment, self._settings.sensitivity)
-            await repo.put_in(
-                conn,
-                agent_id,
-                user_id,
-                RelationshipRow(rel.anger, rel.rapport, rel.trust, rel.formality, now),
-            )
-        return rel
-
     def sentiment(self, text: str) -> float:
         return self._analyzer.compound(text)
 

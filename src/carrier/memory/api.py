@@ -222,14 +222,11 @@ class Memory:
 
     async def _facts_with_vectors(self) -> AsyncIterator[tuple[Fact, Any]]:
         async with self.store.engine.connect() as conn:
-            users = {
-                f.user_id for f in await self.store.facts.listing(self.agent_id, limit=10_000_000)
-            }
-            for user_id in sorted(users):
-                for fact, vector in await self.store.facts.embeddings_for_user(
-                    conn, self.agent_id, user_id, self.embedder.model
-                ):
-                    yield fact, vector
+            rows = await self.store.facts.embeddings_for_user(
+                conn, self.agent_id, None, self.embedder.model
+            )
+        for fact, vector in rows:
+            yield fact, vector
 
     # -- export and import -----------------------------------------------------------------
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from carrier.memory.redis_mirror import RedisMirror
 from carrier.store.messages import LoggedMessage
 from carrier.store.store import Store
@@ -70,14 +68,6 @@ class ShortTermMemory:
         """A message of the channel was edited or deleted."""
         if self.mirror is not None:
             await self.mirror.forget_channel(agent_id, channel_id)
-
-    async def record_in(self, conn: AsyncConnection, message: LoggedMessage) -> bool:
-        """Log ``message`` in the caller's transaction; False if it was already known
-        (a replayed or duplicated event), in the log or already archived."""
-        repo = self._store.messages
-        if await repo.is_archived(conn, message.agent_id, message.channel_id, message.message_id):
-            return False
-        return await repo.insert_in(conn, message)
 
     async def window(
         self,

@@ -190,17 +190,19 @@ class FactRepository:
             return [_fact(r) for r in await own.execute(query)]
 
     async def embeddings_for_user(
-        self, conn: AsyncConnection, agent_id: str, user_id: str, model: str
+        self, conn: AsyncConnection, agent_id: str, user_id: str | None, model: str
     ) -> list[tuple[Fact, np.ndarray]]:
-        """Current facts of the user with a vector of ``model`` (for semantic de-duplication)."""
+        """Current facts of the user (every user's with ``None``) with a vector of
+        ``model`` (for semantic de-duplication and for filling the vector index)."""
         query = select(
             *_FACT_COLUMNS, memory_facts.c.embedding, memory_facts.c.embedding_dim
         ).where(
             memory_facts.c.agent_id == agent_id,
-            memory_facts.c.user_id == user_id,
             memory_facts.c.superseded_by.is_(None),
             memory_facts.c.embedding_model == model,
         )
+        if user_id is not None:
+            query = query.where(memory_facts.c.user_id == user_id)
         out = []
         for row in await conn.execute(query):
             if row.embedding is not None and row.embedding_dim:

@@ -116,6 +116,17 @@ _RECENT = _recent_query(with_before=False)
 _RECENT_BEFORE = _recent_query(with_before=True)
 
 
+_MARK_ANSWERED = (
+    update(short_term_messages)
+    .where(
+        short_term_messages.c.agent_id == bindparam("a_agent"),
+        short_term_messages.c.channel_id == bindparam("a_channel"),
+        short_term_messages.c.message_id == bindparam("a_message"),
+    )
+    .values(answered_reason=bindparam("a_reason"))
+)
+
+
 class MessageLogRepository:
     def __init__(self, engine: Database) -> None:
         self._engine = engine
@@ -160,32 +171,20 @@ class MessageLogRepository:
 
     async def insert_in(self, conn: AsyncConnection, message: LoggedMessage) -> bool:
         """Log ``message`` inside the caller's transaction; False when already logged."""
-        # Consolidated messages live in the archive; a replayed event must not log them again.
-        archived = await conn.scalar(
-            select(message_archive.c.id).where(
-                message_archive.c.agent_id == message.agent_id,
-                message_archive.c.channel_id == message.channel_id,
-                message_archive.c.message_id == message.message_id,
-            )
-        )
-        if archived is not None:
-            return False
-        stmt = insert(short_term_messages, conn.dialect.name).values(**message.as_row())
-        stmt = stmt.on_conflict_do_nothing(index_elements=["agent_id", "channel_id", "message_id"])
-        result = await conn.execute(stmt)
-        return bool(result.rowcount)
+        return bool(await self.insert_many_in(conn, [message]))
 
-    async def is_archived(
-        self, conn: AsyncConnection, agent_id: str, channel_id: str, message_id: str
-    ) -> bool:
-        found = await conn.scalar(
-            select(message_archive.c.id).where(
-                message_archive.c.agent_id == agent_id,
-                message_archive.c.channel_id == channel_id,
-                message_archive.c.message_id == message_id,
+    async def mark_answered_in(
+        self, conn: AsyncConnection, agent_id: str, answered: Sequence[tuple[str, str, str]]
+    ) -> None:
+        """Record why messages were answered: (channel_id, message_id, reason) each."""
+        if answered:
+            await conn.execute(
+                _MARK_ANSWERED,
+                [
+                    {"a_agent": agent_id, "a_channel": c, "a_message": m, "a_reason": r}
+                    for c, m, r in answered
+                ],
             )
-        )
-        return found is not None
 
     async def is_known(
         self, conn: AsyncConnection, agent_id: str, channel_id: str, message_id: str

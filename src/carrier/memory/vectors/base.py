@@ -240,3 +240,28 @@ def guild_filter(guild_ids: Collection[str | None] | None) -> tuple[set[str], bo
         raise ValueError("guild_ids must be a collection of guild ids, not one string")
     named = {guild for guild in guild_ids if guild is not None}
     return named, any(guild is None for guild in guild_ids)
+
+
+GuildFilter = tuple[set[str], bool] | None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchRequest:
+    """A checked search: the unit query vector and the guild filter."""
+
+    query: FloatVector
+    guilds: GuildFilter
+
+
+def checked_search(
+    query_vector: VectorLike, k: int, model: str, guild_ids: Collection[str | None] | None
+) -> SearchRequest | None:
+    """Validate a search's arguments (every backend the same way); ``None`` when the guild
+    filter can match nothing, so the search returns no hits without asking the backend."""
+    check_model(model)
+    check_k(k)
+    query = unit_vector(query_vector, what="query vector")
+    guilds = guild_filter(guild_ids)
+    if guilds is not None and not guilds[0] and not guilds[1]:
+        return None
+    return SearchRequest(query, guilds)

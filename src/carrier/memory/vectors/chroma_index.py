@@ -30,12 +30,10 @@ from carrier.memory.vectors.base import (
     VectorIndex,
     VectorItem,
     VectorLike,
-    check_k,
     check_model,
     checked_batch,
+    checked_search,
     dimension_error,
-    guild_filter,
-    unit_vector,
 )
 
 T = TypeVar("T")
@@ -281,12 +279,10 @@ class ChromaVectorIndex(VectorIndex):
         user_id: str | None = None,
         guild_ids: Collection[str | None] | None = None,
     ) -> list[Hit]:
-        check_model(model)
-        check_k(k)
-        query = unit_vector(query_vector, what="query vector")
-        guilds = guild_filter(guild_ids)
-        if guilds is not None and not guilds[0] and not guilds[1]:
+        checked = checked_search(query_vector, k, model, guild_ids)
+        if checked is None:
             return []
+        query, guilds = checked.query, checked.guilds
         return await self._run(self._search, agent_id, query, k, model, user_id, guilds)
 
     async def aclose(self) -> None:

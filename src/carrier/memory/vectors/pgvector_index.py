@@ -32,7 +32,6 @@ from sqlalchemy import (
     bindparam,
     cast,
     delete,
-    func,
     literal_column,
     or_,
     select,
@@ -49,13 +48,12 @@ from carrier.memory.vectors.base import (
     VectorIndex,
     VectorItem,
     VectorLike,
-    check_k,
     check_model,
     checked_batch,
+    checked_search,
     dimension_error,
-    guild_filter,
-    unit_vector,
 )
+from carrier.memory.vectors.table import agent_condition, count_vectors
 from carrier.store.database import Database
 from carrier.store.schema import fact_vectors
 
@@ -179,23 +177,13 @@ class PgVectorIndex(VectorIndex):
             await conn.execute(delete(fact_vectors).where(*condition))
 
     async def clear(self, agent_id: str, *, model: str | None = None) -> None:
-        condition: list[ColumnElement[bool]] = [fact_vectors.c.agent_id == agent_id]
-        if model is not None:
-            condition.append(fact_vectors.c.model == check_model(model))
         async with self._db.begin() as conn:
-            await conn.execute(delete(fact_vectors).where(*condition))
+            await conn.execute(delete(fact_vectors).where(*agent_condition(agent_id, model)))
 
     # --- reads ---------------------------------------------------------------------------
 
     async def count(self, agent_id: str, model: str | None = None) -> int:
-        condition: list[ColumnElement[bool]] = [fact_vectors.c.agent_id == agent_id]
-        if model is not None:
-            condition.append(fact_vectors.c.model == check_model(model))
-        async with self._db.connect() as conn:
-            found = await conn.scalar(
-                select(func.count()).select_from(fact_vectors).where(*condition)
-            )
-        return int(found or 0)
+        return await count_vectors(self._db, agent_id, model)
 
     async def search(
         self,
@@ -207,12 +195,10 @@ class PgVectorIndex(VectorIndex):
         user_id: str | None = None,
         guild_ids: Collection[str | None] | None = None,
     ) -> list[Hit]:
-        check_model(model)
-        check_k(k)
-        query = unit_vector(query_vector, what="query vector")
-        guilds = guild_filter(guild_ids)
-        if guilds is not None and not guilds[0] and not guilds[1]:
+        checked = checked_search(query_vector, k, model, guild_ids)
+        if checked is None:
             return []
+        query, guilds = checked.query, checked.guilds
         dim = query.size
         condition: list[ColumnElement[bool]] = [
             fact_vectors.c.dim == dim,

@@ -64,12 +64,10 @@ from carrier.memory.vectors.base import (
     VectorIndex,
     VectorItem,
     VectorLike,
-    check_k,
     check_model,
     checked_batch,
+    checked_search,
     dimension_error,
-    guild_filter,
-    unit_vector,
 )
 from carrier.memory.vectors.sqlite_candidates import (
     NO_GUILD,
@@ -82,6 +80,7 @@ from carrier.memory.vectors.sqlite_candidates import (
     selected_rows,
     sign_bits,
 )
+from carrier.memory.vectors.table import count_vectors
 from carrier.store.database import Database
 from carrier.store.schema import fact_vector_versions, fact_vectors
 
@@ -286,14 +285,7 @@ class SQLiteVectorIndex(VectorIndex):
     # --- reads ---------------------------------------------------------------------------
 
     async def count(self, agent_id: str, model: str | None = None) -> int:
-        condition: list[ColumnElement[bool]] = [fact_vectors.c.agent_id == agent_id]
-        if model is not None:
-            condition.append(fact_vectors.c.model == check_model(model))
-        async with self._db.connect() as conn:
-            found = await conn.scalar(
-                select(func.count()).select_from(fact_vectors).where(*condition)
-            )
-        return int(found or 0)
+        return await count_vectors(self._db, agent_id, model)
 
     async def search(
         self,
@@ -305,12 +297,10 @@ class SQLiteVectorIndex(VectorIndex):
         user_id: str | None = None,
         guild_ids: Collection[str | None] | None = None,
     ) -> list[Hit]:
-        check_model(model)
-        check_k(k)
-        query = unit_vector(query_vector, what="query vector")
-        guilds = guild_filter(guild_ids)
-        if guilds is not None and not guilds[0] and not guilds[1]:
+        checked = checked_search(query_vector, k, model, guild_ids)
+        if checked is None:
             return []
+        query, guilds = checked.query, checked.guilds
         async with self._db.connect() as conn:
             cache = self._cache(agent_id, model)
             async with cache.lock:
