@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -160,11 +160,73 @@ class LoggingSettings(_Section):
     json_lines: bool = False
 
 
-class DiscordSettings(_Section):
-    token: SecretStr | None = None
-
-
+_SNOWFLAKE = r"^[0-9]{1,20}$"
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class DiscordSettings(_Section):
+    """The Discord client (``carrier.clients.discord``), started by ``carrier run`` when a
+    token is set."""
+
+    token: SecretStr | None = None
+    # Slash commands are synced to these guilds (instant); empty: globally (up to an hour).
+    command_guild_ids: list[Annotated[str, Field(pattern=_SNOWFLAKE)]] = Field(
+        default_factory=list
+    )
+    # Besides members with Manage Server: these roles and users may use the admin commands.
+    admin_role_ids: list[Annotated[str, Field(pattern=_SNOWFLAKE)]] = Field(default_factory=list)
+    admin_user_ids: list[Annotated[str, Field(pattern=_SNOWFLAKE)]] = Field(default_factory=list)
+    # Sharding: null shard_count runs one plain client; a number runs AutoShardedClient, with
+    # shard_ids naming the shards this process runs (empty: all of them).
+    shard_count: int | None = Field(None, ge=1, le=10_000)
+    shard_ids: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
+    # Proactive engagement: every interval, per active channel, with this chance.
+    proactive_interval_minutes: float = Field(30.0, gt=0, le=10_080)
+    proactive_chance: float = Field(0.1, ge=0.0, le=1.0)
+    # Daily consolidation and the new status text, at this local hour (mood.timezone).
+    consolidation_hour: int = Field(4, ge=0, le=23)
+
+    @model_validator(mode="after")
+    def _shards_within_count(self) -> DiscordSettings:
+        if self.shard_ids and self.shard_count is None:
+            raise ValueError("shard_ids needs shard_count")
+        if self.shard_count is not None and any(i >= self.shard_count for i in self.shard_ids):
+            raise ValueError(f"every shard id must be below shard_count ({self.shard_count})")
+        return self
+
+
+class ApiSettings(_Section):
+    """The HTTP/WebSocket API and web console (``carrier serve``; ``carrier run`` also starts
+    it when ``enabled``).  API keys live hashed in the database: ``carrier apikey create``."""
+
+    enabled: bool = False
+    host: str = Field("127.0.0.1", min_length=1, max_length=255)
+    port: int = Field(8080, ge=1, le=65_535)
+    # Origins allowed by CORS; empty: CORS closed (the console is same-origin).
+    cors_origins: list[str] = Field(default_factory=list)
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=100_000_000)
+    max_ws_message_bytes: int = Field(65_536, ge=1024, le=10_000_000)
+
+
+class WebhookSettings(_Section):
+    """Outbound webhooks: a signed POST to every URL on ``reply`` and ``consolidation``
+    events.  The signing secret comes from the environment variable ``secret_env`` names."""
+
+    urls: list[str] = Field(default_factory=list)
+    secret_env: str = Field("CARRIER_WEBHOOK_SECRET", pattern=_ENV_NAME)
+    timeout_seconds: float = Field(10.0, gt=0, le=600)
+    max_attempts: int = Field(5, ge=1, le=50)
+    backoff_seconds: float = Field(1.0, ge=0, le=3600)
+
+    @field_validator("urls")
+    @classmethod
+    def _http_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} must be an http:// or https:// URL")
+        return urls
+
+
 _DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 
 
@@ -314,6 +376,15 @@ class EmbeddingSettings(_Section):
         return value
 
 
+class MemorySettings(_Section):
+    """Long-term memory (``carrier.memory``): how facts merge and where they are used."""
+
+    # A new fact at least this similar (cosine) to one the user already has is the same fact.
+    fact_similarity_threshold: float = Field(0.85, ge=0.5, le=1.0)
+    # Facts learned in one guild are used only there unless this is true.
+    share_across_guilds: bool = False
+
+
 VectorBackend = Literal["sqlite", "pgvector", "chroma"]
 
 
@@ -358,7 +429,10 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     instagram: InstagramSettings = Field(default_factory=InstagramSettings)
     embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
     vectors: VectorSettings = Field(default_factory=VectorSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
     # Well-known variables operators already have in their environment.
     database_url: str | None = Field(

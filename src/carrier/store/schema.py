@@ -421,3 +421,49 @@ fact_vector_versions = Table(
     Column("version", BigInteger, nullable=False),
     Column("reset_version", BigInteger, nullable=False),
 )
+
+
+# --- HTTP API (carrier.api) -----------------------------------------------------------------
+
+# API keys, only ever as a SHA-256 hash of the key (keys are long random strings, so a fast
+# hash is enough; a slow password hash would add milliseconds to every request).  ``prefix``
+# is the first characters of the key, shown by `carrier apikey list` so an operator can tell
+# keys apart; ``scopes`` is a space-separated list (chat, admin).
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("agent_id", ID, nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("scopes", String(200), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=True),
+    Column("revoked_at", TS, nullable=True),
+    Column("last_used_at", TS, nullable=True),
+    Index("ix_api_keys_agent", "agent_id", "name"),
+)
+
+
+# --- Discord support tickets (carrier.clients.discord) --------------------------------------
+
+# One row per ticket: a private thread opened by a member; ``status`` open or closed.
+support_tickets = Table(
+    "support_tickets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("agent_id", ID, nullable=False),
+    Column("guild_id", ID, nullable=False),
+    Column("channel_id", ID, nullable=False),
+    Column("thread_id", ID, nullable=False),
+    Column("opener_id", ID, nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("status", String(16), nullable=False, default="open"),
+    Column("created_at", TS, nullable=False),
+    Column("closed_at", TS, nullable=True),
+    Column("closed_by", ID, nullable=True),
+    CheckConstraint("status IN ('open', 'closed')", name="status"),
+    Index("ix_support_tickets_guild", "agent_id", "guild_id", "status"),
+    UniqueConstraint("thread_id", name="uq_support_tickets_thread"),
+)
