@@ -65,6 +65,10 @@ class MoodService:
         self._rng = rng
         self._lock = asyncio.Lock()
 
+    def local(self, now: datetime) -> datetime:
+        """``now`` in the bot's time zone (``mood.timezone``)."""
+        return now.astimezone(self._zone)
+
     def day_of(self, now: datetime) -> str:
         return now.astimezone(self._zone).date().isoformat()
 

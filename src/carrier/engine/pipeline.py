@@ -248,6 +248,7 @@ class Engine:
             recent=[m for m in recent if m.message_id != msg.message_id][:_RECENT_FOR_TRIGGERS],
             policy=policy,
             now=now,
+            local_hour=self.parts.mood.local(now).hour,
         )
         decision = should_respond(inputs, self.settings, self._rng)
         if not decision.respond:

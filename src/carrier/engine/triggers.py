@@ -35,6 +35,8 @@ class TriggerInputs:
     """The channel's messages before this one, newest first."""
     policy: ChannelPolicy
     now: datetime
+    local_hour: int | None = None
+    """The hour in the bot's time zone, for the guild's quiet hours (None: not checked)."""
 
 
 @lru_cache(maxsize=256)
@@ -95,6 +97,9 @@ def should_respond(inputs: TriggerInputs, settings: EngineSettings, rng: random.
         return Decision(True, "reply_to_bot")
     if msg.is_direct:
         return Decision(True, "direct_message")
+    if inputs.local_hour is not None and inputs.policy.is_quiet(inputs.local_hour):
+        start, end = inputs.policy.quiet_hours or (0, 0)
+        return Decision(False, "quiet_hours", f"{start:02d}:00-{end:02d}:00, mentions only")
     mode = inputs.policy.reply_mode
     if mode == "mention":
         return Decision(False, "not_addressed", "this channel answers mentions only")

@@ -21,6 +21,20 @@ class ChannelPolicy:
     reply_chance: float | None = None
     generation_mode: str | None = None
     """markov, llm or hybrid; None: the agent's mode."""
+    quiet_hours: tuple[int, int] | None = None
+    """The guild's quiet hours, local ``(start, end)`` (end exclusive, may wrap midnight):
+    only mentions and replies are answered, and the bot does not speak up on its own."""
+    admin_role_id: str | None = None
+    """The guild's own admin role (besides Manage Server and the configured admins)."""
+
+    def is_quiet(self, hour: int) -> bool:
+        """Whether the local ``hour`` (0..23) falls in the quiet hours."""
+        if self.quiet_hours is None:
+            return False
+        start, end = self.quiet_hours
+        if start == end:
+            return False
+        return start <= hour < end if start < end else hour >= start or hour < end
 
 
 class ChannelSettingsRepository:
@@ -53,8 +67,16 @@ class ChannelSettingsRepository:
             chance = guild.reply_chance
         mode = channel.reply_mode if channel is not None else "contextual"
         generation = channel.generation_mode if channel is not None else None
+        quiet = None
+        if guild is not None and guild.quiet_hours_start is not None:
+            quiet = (int(guild.quiet_hours_start), int(guild.quiet_hours_end))
         return ChannelPolicy(
-            active=active, reply_mode=mode, reply_chance=chance, generation_mode=generation
+            active=active,
+            reply_mode=mode,
+            reply_chance=chance,
+            generation_mode=generation,
+            quiet_hours=quiet,
+            admin_role_id=guild.admin_role_id if guild is not None else None,
         )
 
     async def set_channel(
@@ -101,17 +123,32 @@ class ChannelSettingsRepository:
         *,
         active: bool | None = None,
         reply_chance: float | None = None,
+        quiet_hours: tuple[int, int] | None = None,
+        clear_quiet_hours: bool = False,
+        admin_role_id: str | None = None,
+        clear_admin_role: bool = False,
     ) -> None:
+        """Change what is given; ``clear_*`` removes the quiet hours or the admin role."""
+        if quiet_hours is not None and not all(0 <= h <= 23 for h in quiet_hours):
+            raise ValueError("quiet hours are whole hours from 0 to 23")
         values: dict[str, object] = {"updated_at": datetime.now(UTC)}
         if active is not None:
             values["active"] = active
         if reply_chance is not None:
             values["reply_chance"] = reply_chance
+        if quiet_hours is not None or clear_quiet_hours:
+            values["quiet_hours_start"] = quiet_hours[0] if quiet_hours else None
+            values["quiet_hours_end"] = quiet_hours[1] if quiet_hours else None
+        if admin_role_id is not None or clear_admin_role:
+            values["admin_role_id"] = admin_role_id
         stmt = insert(guild_settings, self._engine.dialect.name).values(
             agent_id=agent_id,
             guild_id=guild_id,
             active=True if active is None else active,
             reply_chance=reply_chance,
+            quiet_hours_start=quiet_hours[0] if quiet_hours else None,
+            quiet_hours_end=quiet_hours[1] if quiet_hours else None,
+            admin_role_id=admin_role_id,
             updated_at=values["updated_at"],
         )
         async with self._engine.begin() as conn:

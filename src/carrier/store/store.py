@@ -14,6 +14,7 @@ from carrier.store.messages import MessageLogRepository
 from carrier.store.persona import PersonaRepository
 from carrier.store.relationships import RelationshipRepository
 from carrier.store.state import GlobalStateRepository
+from carrier.store.tickets import TicketRepository
 from carrier.store.usage import UsageRepository
 from carrier.store.users import UserRepository
 
@@ -37,6 +38,7 @@ class Store:
         self.instagram = InstagramPostRepository(engine)
         self.usage = UsageRepository(engine)
         self.facts = FactRepository(engine)
+        self.tickets = TicketRepository(engine)
 
     @property
     def dialect(self) -> str:

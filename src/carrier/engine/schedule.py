@@ -1,0 +1,201 @@
+"""Scheduled work, client-neutral: proactive engagement and the daily consolidation +
+status update.
+
+A client drives it (the Discord ``memory_tasks`` cog calls :meth:`Scheduler.run_due` from
+its loop) and turns the results into platform calls: post the proactive messages, set the
+status as presence.  Time comes from the engine's clock, so tests move it by hand.
+
+Several instances of a deployment share the database: each job run is claimed first in
+``job_locks`` under a name that says which run it is (``daily:<agent>:<local day>``,
+``proactive:<agent>:<channel>:<slot>``), so a run happens once however many instances
+ask for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, insert
+from sqlalchemy.exc import IntegrityError
+
+from carrier.engine.initiative import STATUS_KEY, Proactive, proactive_message, refresh_status
+from carrier.engine.pipeline import Engine
+from carrier.memory.api import Memory
+from carrier.memory.consolidation import ConsolidationReport
+from carrier.store.schema import job_locks
+from carrier.store.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRef:
+    """A channel the client could post in."""
+
+    channel_id: str
+    guild_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DailyRun:
+    """What the daily job did: the day (in the bot's time zone), the consolidation report
+    (None without long-term memory, or when it failed) and the new status text."""
+
+    day: str
+    report: ConsolidationReport | None
+    status: str
+
+
+class JobClaims:
+    """One-time claims on job runs, in the ``job_locks`` table."""
+
+    def __init__(self, store: Store, holder: str | None = None) -> None:
+        self._store = store
+        self.holder = holder or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+
+    async def claim(self, name: str, *, now: datetime, until: datetime) -> bool:
+        """True for the first caller to claim ``name`` before ``until``; False for every
+        other caller (this or another instance).  Expired claims of the same job family
+        (the name up to its last ``:``) are swept on the way."""
+        family = name.rsplit(":", 1)[0] + ":"
+        try:
+            async with self._store.engine.begin() as conn:
+                await conn.execute(
+                    delete(job_locks).where(
+                        job_locks.c.name.startswith(family, autoescape=True),
+                        job_locks.c.expires_at <= now,
+                    )
+                )
+                await conn.execute(
+                    insert(job_locks).values(name=name, holder=self.holder, expires_at=until)
+                )
+        except IntegrityError:
+            return False
+        return True
+
+
+class Scheduler:
+    def __init__(
+        self,
+        engine: Engine,
+        memory: Memory | None,
+        *,
+        interval: timedelta = timedelta(minutes=30),
+        chance: float = 0.1,
+        consolidation_hour: int = 4,
+        rng: random.Random | None = None,
+        claims: JobClaims | None = None,
+    ) -> None:
+        if interval <= timedelta(0):
+            raise ValueError("the proactive interval must be positive")
+        if not 0 <= consolidation_hour <= 23:
+            raise ValueError("consolidation_hour is an hour from 0 to 23")
+        self.engine = engine
+        self.memory = memory
+        self.interval = interval
+        self.chance = chance
+        self.consolidation_hour = consolidation_hour
+        self.rng = rng or random.Random()
+        self.claims = claims or JobClaims(engine.store)
+        self._agent = engine.agent_id
+
+    # -- the maths -------------------------------------------------------------------------
+
+    def slot(self, now: datetime) -> int:
+        """The number of the proactive interval ``now`` falls in (intervals start at the
+        Unix epoch, so every instance agrees)."""
+        return int(now.timestamp() // self.interval.total_seconds())
+
+    def next_proactive_at(self, now: datetime) -> datetime:
+        """When the next interval starts."""
+        seconds = (self.slot(now) + 1) * self.interval.total_seconds()
+        return now + timedelta(seconds=seconds - now.timestamp())
+
+    def daily_day(self, now: datetime) -> str | None:
+        """The local day whose daily job is due at ``now``, or None before the hour."""
+        local = self.engine.parts.mood.local(now)
+        if local.hour < self.consolidation_hour:
+            return None
+        return local.date().isoformat()
+
+    def next_daily_at(self, now: datetime) -> datetime:
+        """The next time the local clock reads ``consolidation_hour``:00."""
+        local = self.engine.parts.mood.local(now)
+        target = local.replace(hour=self.consolidation_hour, minute=0, second=0, microsecond=0)
+        if target <= local:
+            target = (target + timedelta(days=1)).replace(hour=self.consolidation_hour)
+        return target.astimezone(now.tzinfo)
+
+    # -- the jobs ----------------------------------------------------------------------------
+
+    async def proactive_tick(self, channels: Sequence[ChannelRef]) -> list[Proactive]:
+        """The current interval's proactive messages for ``channels`` (each channel at most
+        once per interval across instances).  A channel takes part when it is active, not in
+        quiet hours and has messages in the short-term window; then the chance decides, and
+        the message is skipped when the last one there was the bot's own."""
+        now = self.engine.now()
+        slot = self.slot(now)
+        until = self.next_proactive_at(now) + self.interval
+        local_hour = self.engine.parts.mood.local(now).hour
+        since = now - timedelta(hours=self.engine.settings.short_term_hours)
+        posted = []
+        for channel in channels:
+            policy = await self.engine.store.channels.policy(
+                self._agent, channel.guild_id, channel.channel_id
+            )
+            if not policy.active or policy.is_quiet(local_hour):
+                continue
+            recent = await self.engine.parts.short_term.recent(
+                self._agent, channel.channel_id, since, 1
+            )
+            if not recent:
+                continue
+            name = f"proactive:{self._agent}:{channel.channel_id}:{slot}"
+            if not await self.claims.claim(name, now=now, until=until):
+                continue
+            try:
+                message = await proactive_message(
+                    self.engine,
+                    channel.channel_id,
+                    channel.guild_id,
+                    chance=self.chance,
+                    rng=self.rng,
+                )
+            except Exception:
+                log.exception("proactive message for channel %s failed", channel.channel_id)
+                continue
+            if message is not None:
+                posted.append(message)
+        return posted
+
+    async def run_daily(self) -> DailyRun | None:
+        """Today's consolidation, then a new status text; None when it is not yet the hour
+        or today's run was already claimed (here or by another instance)."""
+        now = self.engine.now()
+        day = self.daily_day(now)
+        if day is None:
+            return None
+        name = f"daily:{self._agent}:{day}"
+        if not await self.claims.claim(name, now=now, until=now + timedelta(days=2)):
+            return None
+        report = None
+        if self.memory is not None:
+            try:
+                report = await self.memory.consolidate(now)
+                log.info("consolidated %s: %s", day, asdict(report))
+            except Exception:
+                # The day's status still changes; consolidation is crash-safe and the next
+                # day's run picks up what this one left in the log.
+                log.exception("consolidation of %s failed", day)
+        status = await refresh_status(self.engine, rng=self.rng, now=now)
+        return DailyRun(day, report, status)
+
+    async def current_status(self) -> str | None:
+        """The stored status text, for the presence at start-up."""
+        return await self.engine.store.state.get(self._agent, STATUS_KEY)
