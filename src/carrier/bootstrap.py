@@ -7,7 +7,7 @@ need here; nothing is built at import time.
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import httpx2
 
     from carrier.clients.instagram.client import InstagramClient
-    from carrier.engine.pipeline import Engine
+    from carrier.engine.pipeline import Engine, EngineObserver
     from carrier.generation.llm.generator import LLMGenerator
     from carrier.generation.responder import Generator
     from carrier.generation.usage import UsageRecorder
@@ -80,11 +80,14 @@ def build_engine_for(
     metrics: Metrics | None = None,
     llm: Generator | None = None,
     memory: Memory | None = None,
+    observers: Sequence[EngineObserver] | None = None,
 ) -> Engine:
     """The engine for ``settings.agent``, wired over ``store``.
 
     ``llm`` replaces the configured provider chain (tests, benchmarks); by default the chain
     of ``settings.llm.providers`` is built, with its usage recorded in the database.
+    ``observers`` replaces the default observers: the outbound webhooks when
+    ``settings.webhooks.urls`` are configured.
     """
     from carrier.engine.mood import MoodService
     from carrier.engine.pipeline import Engine, EngineParts, utc_now
@@ -136,6 +139,7 @@ def build_engine_for(
         metrics=metrics,
         usage=usage,
         memory=memory,
+        observers=tuple(build_observers(settings) if observers is None else observers),
     )
     return Engine(
         settings.agent.id,
@@ -145,6 +149,17 @@ def build_engine_for(
         rng=rng,
         extra_names=tuple(settings.agent.nicknames),
     )
+
+
+def build_observers(settings: Settings) -> list[EngineObserver]:
+    """What is told about every reply and consolidation: the outbound webhooks, when
+    configured (raises :class:`~carrier.settings.ConfigError` naming the variable if their
+    secret is unset)."""
+    if not settings.webhooks.urls:
+        return []
+    from carrier.webhooks import WebhookDispatcher
+
+    return [WebhookDispatcher.from_settings(settings.agent.id, settings.webhooks)]
 
 
 def build_usage_recorder(settings: Settings, store: Store, metrics: Metrics) -> UsageRecorder:
@@ -265,16 +280,59 @@ def build_instagram_client(
     )
 
 
-async def open_memory(settings: Settings, store: Store) -> Memory:
+async def open_memory(
+    settings: Settings, store: Store, *, llm: LLMGenerator | None = None
+) -> Memory:
     """The memory API over ``store``: the configured embedder (loaded off the event loop)
-    and vector index, with the offline fact extractor."""
+    and vector index, ``settings.memory``'s options, and while the stored vectors move to a
+    newly configured model, the previous model for queries (carrier.memory.maintenance).
+
+    With LLM providers configured (or ``llm`` given), facts are extracted by the LLM and it
+    judges contradictions; the offline extractor and rule take over whenever it fails.
+    """
     import asyncio
 
     from carrier.memory.api import Memory
-    from carrier.memory.consolidation import OfflineExtractor
+    from carrier.memory.consolidation import FactExtractor, OfflineExtractor
     from carrier.memory.embeddings.registry import create_embedder
+    from carrier.memory.llm_memory import LLMContradictionJudge, LLMFactExtractor
+    from carrier.memory.maintenance import open_previous_embedder, record_embedder
     from carrier.memory.vectors.registry import create_vector_index
+    from carrier.persona.service import load_persona
 
+    agent_id = settings.agent.id
+    options = settings.memory
     embedder = await asyncio.to_thread(create_embedder, settings.embeddings)
-    index = create_vector_index(settings, store)
-    return Memory(store, embedder, index, agent_id=settings.agent.id, extractor=OfflineExtractor())
+    closers: list[Callable[[], Awaitable[None]]] = []
+    try:
+        index = create_vector_index(settings, store)
+        await record_embedder(store, agent_id, embedder.model, settings.embeddings)
+        previous = await open_previous_embedder(store, agent_id, embedder.model)
+        if llm is None and settings.llm.providers:
+            llm = build_llm(settings, store, Metrics())
+            closers.append(llm.aclose)
+        extractor: FactExtractor = OfflineExtractor()
+        judge = None
+        if llm is not None:
+            bot_name = (await load_persona(store, agent_id)).name or agent_id
+            extractor = LLMFactExtractor(llm, bot_name=bot_name, fallback=extractor)
+            judge = LLMContradictionJudge(llm, bot_name=bot_name)
+    except BaseException:
+        await embedder.aclose()
+        for close in closers:
+            await close()
+        raise
+    return Memory(
+        store,
+        embedder,
+        index,
+        agent_id=agent_id,
+        extractor=extractor,
+        similarity_threshold=options.fact_similarity_threshold,
+        share_across_guilds=options.share_across_guilds,
+        judge=judge,
+        judge_min_similarity=options.judge_min_similarity,
+        archive_results=options.archive_results,
+        previous_embedder=previous,
+        closers=closers,
+    )

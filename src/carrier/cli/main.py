@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from carrier import __version__
-from carrier.cli import chat, db, instagram, memory, persona, stats, train
+from carrier.cli import apikey, chat, db, instagram, memory, persona, serve, stats, train
 
 app = typer.Typer(
     name="carrier",
@@ -21,6 +21,8 @@ app.add_typer(db.app, name="db", help="Database schema migrations.")
 app.add_typer(memory.app, name="memory", help="Long-term memory: facts, search, export.")
 app.add_typer(persona.app, name="persona", help="The bot's persona: import, export, edit.")
 app.add_typer(instagram.app, name="instagram", help="Post media to Instagram; the posting queue.")
+app.command("serve")(serve.serve)
+app.add_typer(apikey.app, name="apikey", help="API keys for the HTTP API: create, list, revoke.")
 
 
 @app.command("version")

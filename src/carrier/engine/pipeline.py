@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.exc import DBAPIError
 
@@ -33,6 +33,7 @@ from carrier.generation.modes import ModalResponder
 from carrier.generation.request import ReplyRequest
 from carrier.generation.usage import UsageRecorder
 from carrier.memory.api import Memory
+from carrier.memory.archive import ArchiveHit
 from carrier.memory.long_term import RankedFact
 from carrier.memory.short_term import ShortTermMemory, message_tokens
 from carrier.metrics import Metrics
@@ -53,6 +54,17 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class EngineObserver(Protocol):
+    """Told what the engine did (outbound webhooks, for one).  Both calls must return at once
+    (queue the work) and should not raise; the engine logs and ignores an exception."""
+
+    def replied(self, outcome: Outcome) -> None: ...
+
+    def consolidated(self, agent_id: str, report: Mapping[str, Any]) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class EngineParts:
     """Everything the engine is built from (assembled by carrier.bootstrap)."""
@@ -70,6 +82,8 @@ class EngineParts:
     usage: UsageRecorder | None = None
     memory: Memory | None = None
     """Long-term memory: the author's facts go into the prompt (None: no long-term memory)."""
+    observers: tuple[EngineObserver, ...] = ()
+    """Told about every reply and consolidation (closed by :meth:`Engine.aclose`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +102,7 @@ class _Context:
     transcript: list[LoggedMessage]
     emotes: dict[str, str]
     facts: list[str]
+    memories: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +292,7 @@ class Engine:
         """The reads of step 3, concurrently: mood, relationship, window, emotes."""
         relationships = self.parts.relationships
         memory = self.parts.memory
-        mood, current, transcript, emotes, facts = await asyncio.gather(
+        mood, current, transcript, emotes, facts, archived = await asyncio.gather(
             self.parts.mood.current(self.agent_id, now),
             relationships.current(self.agent_id, msg.author_id, now)
             if relationship is None
@@ -289,8 +304,16 @@ class Engine:
             memory.search_facts(msg.author_id, msg.text, guild_id=msg.guild_id)
             if memory is not None
             else _nothing(),
+            # Never raises: a reply does not wait on a broken archive search.
+            memory.related_archive(
+                msg.text, guild_id=msg.guild_id, channel_id=msg.channel_id, user_id=msg.author_id
+            )
+            if memory is not None
+            else _no_archive(),
         )
-        return _Context(mood, current, transcript, emotes, [r.fact.fact for r in facts])
+        in_window = {m.message_id for m in transcript}
+        memories = [h.as_note() for h in archived if h.message.message_id not in in_window]
+        return _Context(mood, current, transcript, emotes, [r.fact.fact for r in facts], memories)
 
     async def assemble(
         self,
@@ -305,7 +328,7 @@ class Engine:
         context_read = await (reading or self._read_context(msg, relationship, now))
         mood, relationship = context_read.mood, context_read.relationship
         transcript, emotes = context_read.transcript, context_read.emotes
-        facts = context_read.facts
+        facts, memories = context_read.facts, context_read.memories
         request = ReplyRequest(
             purpose="reply",
             agent_id=self.agent_id,
@@ -322,6 +345,7 @@ class Engine:
             emote_names=sorted(emotes),
             emotes=emotes,
             user_facts=facts,
+            memories=memories,
         )
         context = {
             "persona": persona.name,
@@ -332,6 +356,7 @@ class Engine:
             "transcript_tokens": sum(message_tokens(m) for m in transcript),
             "emotes": sorted(emotes),
             "user_facts": facts,
+            "memories": memories,
         }
         return Assembled(request, context, mood, relationship)
 
@@ -352,9 +377,19 @@ class Engine:
         """Finish logging replies and release what the engine holds open (LLM clients, the
         Redis mirror); the store is the caller's."""
         await self.drain()
+        for observer in self.parts.observers:
+            await observer.aclose()
         await self.parts.responder.aclose()
         if self.parts.short_term.mirror is not None:
             await self.parts.short_term.mirror.aclose()
+
+    def consolidated(self, report: Mapping[str, Any]) -> None:
+        """Memory was consolidated (by the scheduled job or an admin): tell the observers."""
+        for observer in self.parts.observers:
+            try:
+                observer.consolidated(self.agent_id, report)
+            except Exception:
+                log.exception("observer %r failed on consolidation", observer)
 
     def now(self) -> datetime:
         """The engine's clock (injectable for tests and schedulers)."""
@@ -461,10 +496,17 @@ class Engine:
     def _log(self, outcome: Outcome) -> Outcome:
         metrics = self.parts.metrics
         metrics.decisions.labels(reason=outcome.decision.reason).inc()
+        if not outcome.message.author_is_bot:
+            metrics.active.saw(outcome.message.author_id)
         if outcome.reply is not None:
             metrics.replies.labels(source=outcome.reply.source.split(":", 1)[0]).inc()
             if "total" in outcome.timings_ms:
                 metrics.reply_seconds.observe(outcome.timings_ms["total"] / 1000)
+            for observer in self.parts.observers:
+                try:
+                    observer.replied(outcome)
+                except Exception:
+                    log.exception("observer %r failed on a reply", observer)
         msg = outcome.message
         log.info(
             "decision channel=%s message=%s author=%s -> %s",
@@ -481,6 +523,10 @@ async def _ready(value: Relationship) -> Relationship:
 
 
 async def _nothing() -> list[RankedFact]:
+    return []
+
+
+async def _no_archive() -> list[ArchiveHit]:
     return []
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from carrier.store.agents import AgentRepository
+from carrier.store.apikeys import ApiKeyRepository
 from carrier.store.channels import ChannelSettingsRepository, EmoteRepository
 from carrier.store.database import Database
 from carrier.store.facts import FactRepository
@@ -39,6 +40,7 @@ class Store:
         self.usage = UsageRepository(engine)
         self.facts = FactRepository(engine)
         self.tickets = TicketRepository(engine)
+        self.api_keys = ApiKeyRepository(engine)
 
     @property
     def dialect(self) -> str:

@@ -1,0 +1,97 @@
+"""Who listens to which channel over WebSocket, and fan-out of what is said there.
+
+Each connection has a bounded outbox drained by its own sender task, so one slow reader
+never holds up the others or the chat: when its outbox is full it is disconnected (close code
+1013, try again later) instead of buffering without end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+log = logging.getLogger("carrier.http.ws")
+
+OUTBOX_SIZE = 256
+CLOSE_TOO_SLOW = 1013
+
+
+class Listener:
+    """One WebSocket connection's outbox."""
+
+    def __init__(
+        self,
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+        close: Callable[[int, str], Awaitable[None]],
+        outbox_size: int = OUTBOX_SIZE,
+    ) -> None:
+        self._send = send
+        self._close = close
+        self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(outbox_size)
+        self._task: asyncio.Task[None] | None = None
+        self.closed = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._drain())
+
+    def offer(self, event: dict[str, Any]) -> bool:
+        """Queue ``event``; False (and the connection is closed) when the reader is too slow."""
+        if self.closed:
+            return False
+        try:
+            self._outbox.put_nowait(event)
+        except asyncio.QueueFull:
+            self.closed = True
+            log.warning("closing a WebSocket whose reader fell %d events behind", OUTBOX_SIZE)
+            asyncio.get_running_loop().create_task(self._shut(CLOSE_TOO_SLOW, "too slow"))
+            return False
+        return True
+
+    async def stop(self) -> None:
+        self.closed = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _drain(self) -> None:
+        try:
+            while True:
+                event = await self._outbox.get()
+                if event is None:
+                    return
+                await self._send(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the peer went away; the receive loop notices and cleans up
+            self.closed = True
+
+    async def _shut(self, code: int, reason: str) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        with contextlib.suppress(Exception):
+            await self._close(code, reason)
+
+
+class ChannelHub:
+    def __init__(self) -> None:
+        self._channels: dict[str, set[Listener]] = {}
+
+    def join(self, channel_id: str, listener: Listener) -> None:
+        self._channels.setdefault(channel_id, set()).add(listener)
+
+    def leave(self, channel_id: str, listener: Listener) -> None:
+        members = self._channels.get(channel_id)
+        if members is not None:
+            members.discard(listener)
+            if not members:
+                del self._channels[channel_id]
+
+    def publish(self, channel_id: str, event: dict[str, Any]) -> int:
+        """Offer ``event`` to every listener of the channel; returns how many took it."""
+        return sum(listener.offer(event) for listener in list(self._channels.get(channel_id, ())))
+
+    def listeners(self, channel_id: str) -> int:
+        return len(self._channels.get(channel_id, ()))

@@ -1,0 +1,105 @@
+"""Running the app under uvicorn, programmatically (``carrier serve``; ``carrier run`` when
+``api.enabled``)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import uvicorn
+from fastapi import FastAPI
+
+from carrier.bootstrap import build_engine_for, open_memory, prepare_store
+from carrier.clients.http.app import create_app
+from carrier.engine.pipeline import Engine
+from carrier.generation.responder import Generator
+from carrier.memory.api import Memory
+from carrier.settings import Settings
+from carrier.store.store import Store
+
+log = logging.getLogger("carrier.http")
+
+HTTP_BOT_ID = "carrier-bot"
+"""The bot's own user id in the log, as in the terminal chat."""
+
+
+def uvicorn_config(
+    app: FastAPI, settings: Settings, *, host: str | None = None, port: int | None = None
+) -> uvicorn.Config:
+    """uvicorn as the API wants it: the WebSocket frame limit from the settings, no access
+    log (it would hold every path; Carrier's own logs and /metrics say what happened)."""
+    return uvicorn.Config(
+        app,
+        host=host or settings.api.host,
+        port=settings.api.port if port is None else port,
+        ws="websockets-sansio",
+        ws_max_size=settings.api.max_ws_message_bytes,
+        ws_per_message_deflate=False,
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        backlog=4096,
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=5,
+    )
+
+
+@dataclass(slots=True)
+class ApiParts:
+    store: Store
+    engine: Engine
+    memory: Memory | None
+
+
+@contextlib.asynccontextmanager
+async def open_api_parts(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    engine: Engine | None = None,
+    memory: Memory | None = None,
+    llm: Generator | None = None,
+    with_memory: bool = True,
+) -> AsyncIterator[ApiParts]:
+    """The store, memory and engine the app serves (those handed in are used as they are and
+    left open; those built here are closed on exit)."""
+    async with contextlib.AsyncExitStack() as stack:
+        if store is None:
+            store = await prepare_store(settings)
+            stack.push_async_callback(store.close)
+        if memory is None and with_memory and engine is None:
+            try:
+                memory = await open_memory(settings, store)
+            except Exception as exc:  # the API still serves chat without long-term memory
+                log.warning("long-term memory unavailable, serving without it: %s", exc)
+            else:
+                stack.push_async_callback(memory.aclose)
+        if engine is None:
+            engine = build_engine_for(settings, store, HTTP_BOT_ID, llm=llm, memory=memory)
+            stack.push_async_callback(engine.aclose)
+        yield ApiParts(store, engine, memory)
+
+
+async def serve(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    engine: Engine | None = None,
+    memory: Memory | None = None,
+    llm: Generator | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    with_memory: bool = True,
+) -> None:
+    """Serve the API until interrupted (SIGINT/SIGTERM stop it gracefully)."""
+    async with open_api_parts(
+        settings, store=store, engine=engine, memory=memory, llm=llm, with_memory=with_memory
+    ) as parts:
+        app = create_app(settings, parts.store, parts.engine, parts.memory)
+        server = uvicorn.Server(uvicorn_config(app, settings, host=host, port=port))
+        log.info("serving the API on http://%s:%s", server.config.host, server.config.port)
+        await server.serve()
