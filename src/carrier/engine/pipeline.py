@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.exc import DBAPIError
 
+from carrier.engine.coalesce import ReadCoalescer
 from carrier.engine.emotes import render_emotes
 from carrier.engine.messages import Decision, IncomingMessage, Outcome, Reply
 from carrier.engine.mood import Mood, MoodService
@@ -100,7 +101,7 @@ class _Context:
     mood: Mood
     relationship: Relationship
     transcript: list[LoggedMessage]
-    emotes: dict[str, str]
+    emotes: Mapping[str, str]
     facts: list[str]
     memories: list[str]
 
@@ -136,6 +137,7 @@ class Engine:
         self._clock = clock
         self._rng = rng or random.Random()
         self._learning: dict[str, asyncio.Future[Recorded]] = {}
+        self._shared = ReadCoalescer()
 
     # -- the pipeline ----------------------------------------------------------------------
 
@@ -250,7 +252,7 @@ class Engine:
         """Step 2: triggers, channel policy and rate limits.  Its reads run concurrently."""
         since = now - timedelta(hours=self.settings.short_term_hours)
         persona, recent, policy = await asyncio.gather(
-            load_persona(self.store, self.agent_id),
+            self.persona(),
             self.parts.short_term.recent(
                 self.agent_id, msg.channel_id, since, _RECENT_FOR_TRIGGERS + 1
             ),
@@ -293,14 +295,14 @@ class Engine:
         relationships = self.parts.relationships
         memory = self.parts.memory
         mood, current, transcript, emotes, facts, archived = await asyncio.gather(
-            self.parts.mood.current(self.agent_id, now),
+            self.mood(now),
             relationships.current(self.agent_id, msg.author_id, now)
             if relationship is None
             else _ready(relationship),
             self.parts.short_term.window(
                 self.agent_id, msg.channel_id, now, self.settings.context_token_budget
             ),
-            self.store.emotes.for_guild(self.agent_id, msg.guild_id),
+            self.emotes(msg.guild_id),
             memory.search_facts(msg.author_id, msg.text, guild_id=msg.guild_id)
             if memory is not None
             else _nothing(),
@@ -359,6 +361,28 @@ class Engine:
             "memories": memories,
         }
         return Assembled(request, context, mood, relationship)
+
+    # -- reads shared by the messages of a burst (see carrier.engine.coalesce) ------------
+
+    async def persona(self) -> Persona:
+        """The persona as stored now."""
+        return await self._shared.read(
+            ("persona",), lambda: load_persona(self.store, self.agent_id)
+        )
+
+    async def mood(self, now: datetime) -> Mood:
+        """Today's mood (rolled by the first read of a new day)."""
+        day = self.parts.mood.day_of(now)
+        return await self._shared.read(
+            ("mood", day), lambda: self.parts.mood.current(self.agent_id, now)
+        )
+
+    async def emotes(self, guild_id: str | None) -> Mapping[str, str]:
+        """The guild's custom emotes by name (read-only: shared between messages)."""
+        return await self._shared.read(
+            ("emotes", guild_id),
+            lambda: self.store.emotes.for_guild(self.agent_id, guild_id),
+        )
 
     def finish(self, text: str, emotes: Mapping[str, str]) -> str:
         """Step 5: emotes, mention safety, length."""

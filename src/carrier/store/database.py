@@ -87,6 +87,11 @@ def create_engine(url: str, *, echo: bool = False, busy_timeout_ms: int = 5000) 
             async_creator=partial(_open_sqlite, str(path), busy_timeout_ms / 1000),
             # Nothing to reset: reads are autocommit, writes end in COMMIT or ROLLBACK.
             pool_reset_on_return=None,
+            # One message runs several reads at once next to the background writer; a pool
+            # smaller than that opened (and closed) two connections per message, each a new
+            # driver thread and five PRAGMAs.  Idle connections cost one parked thread each.
+            pool_size=16,
+            max_overflow=32,
         )
 
         @event.listens_for(engine.sync_engine, "connect")

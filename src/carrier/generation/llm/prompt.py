@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from carrier.generation.llm.base import ChatMessage, Prompt
-from carrier.generation.llm.tokens import TokenCounter, estimate_tokens
+from carrier.generation.llm.tokens import TokenCounter, count_paragraphs, estimate_tokens
 from carrier.generation.request import ReplyRequest
 from carrier.persona.service import Persona
 from carrier.store.messages import LoggedMessage
@@ -66,7 +66,8 @@ class PromptBudget:
     """An extra cap on the transcript (the engine's ``context_token_budget``)."""
 
     def transcript_tokens(self, system: str) -> int:
-        free = self.context_window - self.max_tokens - self.count(system) - SAFETY_MARGIN_TOKENS
+        used = count_paragraphs(self.count, system)
+        free = self.context_window - self.max_tokens - used - SAFETY_MARGIN_TOKENS
         if self.max_transcript_tokens is not None:
             free = min(free, self.max_transcript_tokens)
         return max(0, free)

@@ -64,12 +64,36 @@ def _offline_encoding() -> object | None:
 def token_counter_for(model: str) -> TokenCounter:
     """The best offline counter for ``model`` (see the module docstring)."""
     if is_openai_model(model):
-        encoding = _offline_encoding()
-        if encoding is not None:
-            encode = encoding.encode_ordinary  # type: ignore[attr-defined]
-
-            def count(text: str) -> int:
-                return len(encode(text))
-
+        count = _cl100k_counter()
+        if count is not None:
             return count
     return estimate_tokens
+
+
+@functools.cache
+def _cl100k_counter() -> TokenCounter | None:
+    """Counts with ``cl100k_base``, remembering recent texts: the same persona paragraphs and
+    channel messages are counted for reply after reply, and encoding is the dearest part of
+    building a prompt."""
+    encoding = _offline_encoding()
+    if encoding is None:
+        return None
+    encode = encoding.encode_ordinary  # type: ignore[attr-defined]
+
+    @functools.lru_cache(maxsize=_COUNT_CACHE_SIZE)
+    def count(text: str) -> int:
+        return len(encode(text))
+
+    return count
+
+
+_COUNT_CACHE_SIZE = 8192
+
+
+def count_paragraphs(count: TokenCounter, text: str) -> int:
+    """Tokens of ``text`` counted paragraph by paragraph (split at blank lines), plus one
+    per break.  BPE merges do not cross a blank line in practice, so this matches counting
+    the whole text to within a token per break (and errs high), while the unchanged
+    paragraphs of a prompt (the persona, the rules) come from ``count``'s memory."""
+    paragraphs = text.split("\n\n")
+    return sum(count(p) for p in paragraphs) + len(paragraphs) - 1
