@@ -1,0 +1,461 @@
+"""The emulated Discord world: users, guilds, roles, channels, members, emojis and messages,
+their JSON payloads as Discord sends them (snowflakes as strings), and Discord's permission
+arithmetic (base permissions from roles, channel overwrites, role hierarchy)."""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+JSON = dict[str, Any]
+DISCORD_EPOCH_MS = 1_420_070_400_000
+
+ChannelKind = Literal["text", "voice", "category", "news", "thread", "private_thread", "forum"]
+CHANNEL_TYPES: dict[str, int] = {
+    "text": 0,
+    "dm": 1,
+    "voice": 2,
+    "category": 4,
+    "news": 5,
+    "thread": 11,
+    "private_thread": 12,
+    "forum": 15,
+}
+THREAD_KINDS = frozenset({"thread", "private_thread"})
+
+
+class Permission(enum.IntFlag):
+    """Discord's permission bits (https://discord.com/developers/docs/topics/permissions)."""
+
+    CREATE_INSTANT_INVITE = 1 << 0
+    KICK_MEMBERS = 1 << 1
+    BAN_MEMBERS = 1 << 2
+    ADMINISTRATOR = 1 << 3
+    MANAGE_CHANNELS = 1 << 4
+    MANAGE_GUILD = 1 << 5
+    ADD_REACTIONS = 1 << 6
+    VIEW_AUDIT_LOG = 1 << 7
+    VIEW_CHANNEL = 1 << 10
+    SEND_MESSAGES = 1 << 11
+    MANAGE_MESSAGES = 1 << 13
+    EMBED_LINKS = 1 << 14
+    ATTACH_FILES = 1 << 15
+    READ_MESSAGE_HISTORY = 1 << 16
+    MENTION_EVERYONE = 1 << 17
+    USE_EXTERNAL_EMOJIS = 1 << 18
+    CONNECT = 1 << 20
+    SPEAK = 1 << 21
+    CHANGE_NICKNAME = 1 << 26
+    MANAGE_NICKNAMES = 1 << 27
+    MANAGE_ROLES = 1 << 28
+    MANAGE_WEBHOOKS = 1 << 29
+    MANAGE_GUILD_EXPRESSIONS = 1 << 30
+    USE_APPLICATION_COMMANDS = 1 << 31
+    MANAGE_THREADS = 1 << 34
+    CREATE_PUBLIC_THREADS = 1 << 35
+    CREATE_PRIVATE_THREADS = 1 << 36
+    SEND_MESSAGES_IN_THREADS = 1 << 38
+    MODERATE_MEMBERS = 1 << 40
+    SEND_POLLS = 1 << 49
+
+
+ALL_PERMISSIONS = (1 << 53) - 1
+DEFAULT_EVERYONE_PERMISSIONS = int(
+    Permission.VIEW_CHANNEL
+    | Permission.SEND_MESSAGES
+    | Permission.SEND_MESSAGES_IN_THREADS
+    | Permission.CREATE_PUBLIC_THREADS
+    | Permission.CREATE_PRIVATE_THREADS
+    | Permission.EMBED_LINKS
+    | Permission.ATTACH_FILES
+    | Permission.ADD_REACTIONS
+    | Permission.USE_EXTERNAL_EMOJIS
+    | Permission.READ_MESSAGE_HISTORY
+    | Permission.USE_APPLICATION_COMMANDS
+    | Permission.CHANGE_NICKNAME
+    | Permission.CONNECT
+    | Permission.SPEAK
+    | Permission.SEND_POLLS
+)
+
+
+class Intent(enum.IntFlag):
+    """The gateway intents the emulator honours."""
+
+    GUILDS = 1 << 0
+    GUILD_MEMBERS = 1 << 1
+    GUILD_MODERATION = 1 << 2
+    GUILD_EXPRESSIONS = 1 << 3
+    GUILD_MESSAGES = 1 << 9
+    GUILD_MESSAGE_REACTIONS = 1 << 10
+    DIRECT_MESSAGES = 1 << 12
+    MESSAGE_CONTENT = 1 << 15
+
+
+class SnowflakeFactory:
+    """Increasing snowflakes whose timestamp part advances 1 ms per id, so consecutive guild
+    ids land on different shards (``(id >> 22) % shard_count``) and ``created_at`` is near
+    the time the object was made."""
+
+    def __init__(self) -> None:
+        self._base_ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
+        self._counter = itertools.count(1)
+
+    def next(self) -> int:
+        n = next(self._counter)
+        return ((self._base_ms + n) << 22) | (n & 0xFFF)
+
+
+def iso_now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def sf(value: int | str | None) -> str | None:
+    """A snowflake as Discord sends it: a string (discord.py sends ints in bodies)."""
+    return None if value is None else str(value)
+
+
+@dataclass(slots=True)
+class User:
+    id: int
+    name: str
+    bot: bool = False
+    global_name: str | None = None
+
+    def payload(self) -> JSON:
+        return {
+            "id": str(self.id),
+            "username": self.name,
+            "discriminator": "0",
+            "global_name": self.global_name,
+            "avatar": None,
+            "bot": self.bot,
+            "system": False,
+            "public_flags": 0,
+        }
+
+
+@dataclass(slots=True)
+class Role:
+    id: int
+    guild_id: int
+    name: str
+    permissions: int = 0
+    position: int = 1
+    managed: bool = False
+
+    def payload(self) -> JSON:
+        return {
+            "id": str(self.id),
+            "name": self.name,
+            "color": 0,
+            "colors": {"primary_color": 0, "secondary_color": None, "tertiary_color": None},
+            "hoist": False,
+            "icon": None,
+            "unicode_emoji": None,
+            "position": self.position,
+            "permissions": str(self.permissions),
+            "managed": self.managed,
+            "mentionable": False,
+            "flags": 0,
+        }
+
+
+@dataclass(slots=True)
+class Overwrite:
+    id: int
+    type: Literal[0, 1]  # 0 role, 1 member
+    allow: int = 0
+    deny: int = 0
+
+    def payload(self) -> JSON:
+        return {
+            "id": str(self.id),
+            "type": self.type,
+            "allow": str(self.allow),
+            "deny": str(self.deny),
+        }
+
+
+@dataclass(slots=True)
+class Channel:
+    id: int
+    guild_id: int | None
+    name: str
+    kind: str = "text"
+    parent_id: int | None = None
+    position: int = 0
+    overwrites: list[Overwrite] = field(default_factory=list)
+    topic: str | None = None
+    owner_id: int | None = None  # threads
+    archived: bool = False
+    locked: bool = False
+    invitable: bool = True
+    thread_members: set[int] = field(default_factory=set)
+    recipient_id: int | None = None  # DM channels
+    last_message_id: int | None = None
+
+    @property
+    def is_thread(self) -> bool:
+        return self.kind in THREAD_KINDS
+
+    def payload(self, world: World) -> JSON:
+        data: JSON = {
+            "id": str(self.id),
+            "type": CHANNEL_TYPES[self.kind],
+            "last_message_id": sf(self.last_message_id),
+            "flags": 0,
+        }
+        if self.kind == "dm":
+            recipient = world.users[self.recipient_id] if self.recipient_id else None
+            data["recipients"] = [recipient.payload()] if recipient else []
+            return data
+        data |= {
+            "guild_id": str(self.guild_id),
+            "name": self.name,
+            "parent_id": sf(self.parent_id),
+            "rate_limit_per_user": 0,
+            "nsfw": False,
+        }
+        if self.is_thread:
+            data |= {
+                "owner_id": sf(self.owner_id),
+                "message_count": 0,
+                "member_count": len(self.thread_members),
+                "total_message_sent": 0,
+                "thread_metadata": {
+                    "archived": self.archived,
+                    "auto_archive_duration": 1440,
+                    "archive_timestamp": iso_now(),
+                    "locked": self.locked,
+                    "invitable": self.invitable,
+                },
+            }
+        else:
+            data |= {
+                "position": self.position,
+                "permission_overwrites": [o.payload() for o in self.overwrites],
+                "topic": self.topic,
+            }
+        return data
+
+
+@dataclass(slots=True)
+class Member:
+    guild_id: int
+    user_id: int
+    roles: list[int] = field(default_factory=list)
+    nick: str | None = None
+    joined_at: str = field(default_factory=iso_now)
+    communication_disabled_until: str | None = None
+
+    def payload(self, world: World, *, with_user: bool = True) -> JSON:
+        data: JSON = {
+            "roles": [str(r) for r in self.roles],
+            "nick": self.nick,
+            "avatar": None,
+            "banner": None,
+            "joined_at": self.joined_at,
+            "premium_since": None,
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+            "pending": False,
+            "communication_disabled_until": self.communication_disabled_until,
+        }
+        if with_user:
+            data["user"] = world.users[self.user_id].payload()
+        return data
+
+
+@dataclass(slots=True)
+class Emoji:
+    id: int
+    guild_id: int
+    name: str
+    animated: bool = False
+
+    def payload(self) -> JSON:
+        return {
+            "id": str(self.id),
+            "name": self.name,
+            "animated": self.animated,
+            "roles": [],
+            "require_colons": True,
+            "managed": False,
+            "available": True,
+        }
+
+
+@dataclass(slots=True)
+class Guild:
+    id: int
+    name: str
+    owner_id: int
+    bot_role_id: int
+    joined_at: str = field(default_factory=iso_now)
+
+    @property
+    def everyone_role_id(self) -> int:
+        return self.id
+
+
+@dataclass(slots=True)
+class World:
+    """Everything the emulated Discord knows, keyed by snowflake."""
+
+    ids: SnowflakeFactory = field(default_factory=SnowflakeFactory)
+    users: dict[int, User] = field(default_factory=dict)
+    guilds: dict[int, Guild] = field(default_factory=dict)
+    roles: dict[int, Role] = field(default_factory=dict)
+    channels: dict[int, Channel] = field(default_factory=dict)
+    members: dict[tuple[int, int], Member] = field(default_factory=dict)
+    emojis: dict[int, Emoji] = field(default_factory=dict)
+    messages: dict[int, list[JSON]] = field(default_factory=dict)
+    bans: dict[int, dict[int, str | None]] = field(default_factory=dict)
+
+    # lookups -----------------------------------------------------------------------------
+
+    def guild_roles(self, guild_id: int) -> list[Role]:
+        return [r for r in self.roles.values() if r.guild_id == guild_id]
+
+    def guild_channels(self, guild_id: int) -> list[Channel]:
+        return [c for c in self.channels.values() if c.guild_id == guild_id]
+
+    def guild_members(self, guild_id: int) -> list[Member]:
+        return [m for (g, _), m in self.members.items() if g == guild_id]
+
+    def guild_emojis(self, guild_id: int) -> list[Emoji]:
+        return [e for e in self.emojis.values() if e.guild_id == guild_id]
+
+    def find_message(self, channel_id: int, message_id: int) -> JSON | None:
+        for message in self.messages.get(channel_id, ()):
+            if message["id"] == str(message_id):
+                return message
+        return None
+
+    # payloads ----------------------------------------------------------------------------
+
+    def guild_payload(self, guild_id: int, *, full: bool, members: bool = True) -> JSON:
+        """``full``: the GUILD_CREATE form (channels, threads, members); ``members`` False
+        leaves only the bot's own member, as Discord does without the GUILD_MEMBERS intent."""
+        guild = self.guilds[guild_id]
+        data: JSON = {
+            "id": str(guild.id),
+            "name": guild.name,
+            "icon": None,
+            "splash": None,
+            "discovery_splash": None,
+            "banner": None,
+            "description": None,
+            "owner_id": str(guild.owner_id),
+            "afk_channel_id": None,
+            "afk_timeout": 300,
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "mfa_level": 0,
+            "nsfw_level": 0,
+            "premium_tier": 0,
+            "premium_subscription_count": 0,
+            "preferred_locale": "en-US",
+            "system_channel_id": None,
+            "system_channel_flags": 0,
+            "rules_channel_id": None,
+            "public_updates_channel_id": None,
+            "features": [],
+            "roles": [r.payload() for r in self.guild_roles(guild_id)],
+            "emojis": [e.payload() for e in self.guild_emojis(guild_id)],
+            "stickers": [],
+            "max_members": 500000,
+            "vanity_url_code": None,
+        }
+        if full:
+            all_members = self.guild_members(guild_id)
+            sent = all_members if members else [m for m in all_members if self.users[m.user_id].bot]
+            channels = self.guild_channels(guild_id)
+            data |= {
+                "joined_at": guild.joined_at,
+                "large": False,
+                "unavailable": False,
+                "member_count": len(all_members),
+                "members": [m.payload(self) for m in sent],
+                "channels": [c.payload(self) for c in channels if not c.is_thread],
+                "threads": [c.payload(self) for c in channels if c.is_thread and not c.archived],
+                "presences": [],
+                "voice_states": [],
+                "stage_instances": [],
+                "guild_scheduled_events": [],
+                "soundboard_sounds": [],
+            }
+        return data
+
+    # permissions -------------------------------------------------------------------------
+
+    def base_permissions(self, guild_id: int, user_id: int) -> int:
+        guild = self.guilds[guild_id]
+        if user_id == guild.owner_id:
+            return ALL_PERMISSIONS
+        member = self.members.get((guild_id, user_id))
+        perms = self.roles[guild.everyone_role_id].permissions
+        for role_id in member.roles if member else ():
+            role = self.roles.get(role_id)
+            if role is not None:
+                perms |= role.permissions
+        if perms & Permission.ADMINISTRATOR:
+            return ALL_PERMISSIONS
+        return perms
+
+    def channel_permissions(self, channel_id: int, user_id: int) -> int:
+        """Discord's algorithm: base permissions, then the @everyone, role and member
+        overwrites of the channel (of the parent channel for a thread)."""
+        channel = self.channels[channel_id]
+        if channel.guild_id is None:
+            return DEFAULT_EVERYONE_PERMISSIONS
+        perms = self.base_permissions(channel.guild_id, user_id)
+        if perms == ALL_PERMISSIONS:
+            return perms
+        source = (
+            self.channels[channel.parent_id] if channel.is_thread and channel.parent_id else channel
+        )
+        member = self.members.get((channel.guild_id, user_id))
+        member_roles = set(member.roles) if member else set()
+        overwrites = source.overwrites
+        for o in overwrites:
+            if o.type == 0 and o.id == channel.guild_id:
+                perms = (perms & ~o.deny) | o.allow
+        allow = deny = 0
+        for o in overwrites:
+            if o.type == 0 and o.id in member_roles:
+                allow |= o.allow
+                deny |= o.deny
+        perms = (perms & ~deny) | allow
+        for o in overwrites:
+            if o.type == 1 and o.id == user_id:
+                perms = (perms & ~o.deny) | o.allow
+        if not perms & Permission.VIEW_CHANNEL:
+            return 0
+        return perms
+
+    def top_role_position(self, guild_id: int, user_id: int) -> int:
+        member = self.members.get((guild_id, user_id))
+        positions = [
+            self.roles[r].position for r in (member.roles if member else ()) if r in self.roles
+        ]
+        return max(positions, default=0)
+
+    def outranks(self, guild_id: int, actor_id: int, target_id: int) -> bool:
+        """Whether ``actor`` may moderate ``target``: the owner outranks everyone, nobody
+        outranks the owner, otherwise the actor's top role must be strictly higher."""
+        owner = self.guilds[guild_id].owner_id
+        if target_id == owner:
+            return False
+        if actor_id == owner:
+            return True
+        return self.top_role_position(guild_id, actor_id) > self.top_role_position(
+            guild_id, target_id
+        )
