@@ -383,6 +383,11 @@ class MemorySettings(_Section):
     fact_similarity_threshold: float = Field(0.85, ge=0.5, le=1.0)
     # Facts learned in one guild are used only there unless this is true.
     share_across_guilds: bool = False
+    # With an LLM: the user's facts at least this similar to a new one (but below the
+    # same-fact threshold) are shown to the LLM, which says whether the new one replaces them.
+    judge_min_similarity: float = Field(0.5, ge=0.0, le=1.0)
+    # Related archived messages put into the prompt of a reply (0: none).
+    archive_results: int = Field(3, ge=0, le=20)
 
 
 VectorBackend = Literal["sqlite", "pgvector", "chroma"]

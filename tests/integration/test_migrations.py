@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from carrier.store.archive import is_search_object
 from carrier.store.database import create_engine
 from carrier.store.migrate import current_revision, downgrade, head_revision, upgrade
 from carrier.store.schema import agents, metadata, relationships
@@ -31,13 +32,23 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 async def table_names(engine: AsyncEngine) -> set[str]:
+    """The tables, less migration 0006's full-text search table (SQLite FTS5)."""
     async with engine.connect() as conn:
-        return set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
+        names = set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
+    return {name for name in names if not is_search_object(name, "table")}
 
 
 async def schema_differences(engine: AsyncEngine) -> list[Any]:
     def _compare(connection: Connection) -> list[Any]:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            connection,
+            opts={
+                "compare_type": True,
+                "include_object": lambda _o, name, type_, _r, _c: not is_search_object(
+                    name, type_
+                ),
+            },
+        )
         return list(compare_metadata(context, metadata))
 
     async with engine.connect() as conn:

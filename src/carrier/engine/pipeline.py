@@ -427,6 +427,8 @@ class Engine:
             self.agent_id, channel_id, message_id, self._clean(text)
         )
         await self.parts.short_term.invalidate(self.agent_id, channel_id)
+        if changed and self.parts.memory is not None:  # an archived message's vector follows
+            await self.parts.memory.message_edited(channel_id, message_id)
         return changed
 
     async def message_deleted(self, channel_id: str, message_id: str) -> bool:

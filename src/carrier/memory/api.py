@@ -4,32 +4,49 @@
     await memory.add_fact("user-1", "likes sushi", category="likes")
     for ranked in await memory.search_facts("user-1", "what food do they like?"):
         print(ranked.fact.fact, ranked.score)
+    for hit in await memory.search_archive("that fishing trip", guild_id="g1", k=5):
+        print(hit.message.author_name, hit.message.text, hit.score)
     report = await memory.consolidate()
+    await memory.index_archive()                  # vectors of newly archived messages
     await memory.aclose()
 
 Every method reads and writes the database at the moment it is called.  Facts are written
 with their vector of the configured embedding model, in the database (the source of truth)
 and in the vector index (which serves similarity search).
+
+A running bot starts :meth:`Memory.start_background_maintenance` once: it moves facts and
+archive vectors to a newly configured embedding model (search goes on meanwhile, see
+:mod:`carrier.memory.maintenance`) and then embeds newly archived messages every few minutes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
+from carrier.memory.archive import ArchiveHit, ArchiveVectors, archive_model
 from carrier.memory.consolidation import ConsolidationReport, Consolidator, FactExtractor
 from carrier.memory.embeddings.base import Embedder
-from carrier.memory.long_term import LongTermMemory, RankedFact, Remembered
+from carrier.memory.long_term import ContradictionJudge, LongTermMemory, RankedFact, Remembered
 from carrier.memory.people import Forgotten, WhatIKnow, forget_user, retract_message, what_i_know
 from carrier.memory.vectors.base import VectorIndex, VectorItem
+from carrier.store.archive import ArchiveRepository
 from carrier.store.facts import Fact, NewFact
 from carrier.store.messages import LoggedMessage
 from carrier.store.store import Store
 
+log = logging.getLogger(__name__)
+
 EXPORT_VERSION = 1
+QUERY_CACHE = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,14 +66,63 @@ class Memory:
         extractor: FactExtractor,
         similarity_threshold: float = 0.85,
         share_across_guilds: bool = False,
+        judge: ContradictionJudge | None = None,
+        judge_min_similarity: float = 0.5,
+        archive_results: int = 3,
+        previous_embedder: Embedder | None = None,
+        closers: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
+        """``previous_embedder`` is the model the stored vectors were made with, when the
+        configured ``embedder`` is a new one: queries are embedded with both until
+        :meth:`finish_model_change` (see :mod:`carrier.memory.maintenance`)."""
         self.store = store
         self.embedder = embedder
         self.index = index
         self.agent_id = agent_id
-        self.long_term = LongTermMemory(store, embedder, similarity_threshold=similarity_threshold)
+        self.extractor = extractor
+        self.long_term = LongTermMemory(
+            store,
+            embedder,
+            similarity_threshold=similarity_threshold,
+            judge=judge,
+            judge_min_similarity=judge_min_similarity,
+        )
         self._consolidator = Consolidator(store, self.long_term, extractor)
         self._share = share_across_guilds
+        self.archive_results = archive_results
+        self.archive = ArchiveVectors(ArchiveRepository(store.engine), store.state, index, agent_id)
+        self.previous_embedder = previous_embedder
+        self._queries: OrderedDict[tuple[str, str], asyncio.Task[np.ndarray]] = OrderedDict()
+        self._maintenance: asyncio.Task[None] | None = None
+        self._closers = list(closers)
+
+    # -- query vectors ---------------------------------------------------------------------
+
+    def search_embedders(self) -> list[Embedder]:
+        """The models queries are embedded with: the configured one, and while the stored
+        vectors move to it, the one they were made with."""
+        if self.previous_embedder is None or self.previous_embedder.model == self.embedder.model:
+            return [self.embedder]
+        return [self.embedder, self.previous_embedder]
+
+    async def query_vectors(self, text: str) -> dict[str, np.ndarray]:
+        """``text``'s vector of each search model.  The same text asked for at once (the
+        facts and the archive of one message) is embedded once; recent ones are cached."""
+        if not text.strip():
+            return {}
+        tasks = []
+        for embedder in self.search_embedders():
+            key = (embedder.model, text)
+            task = self._queries.get(key)
+            if task is None or (task.done() and (task.cancelled() or task.exception())):
+                task = asyncio.ensure_future(_embed_one(embedder, text))
+                self._queries[key] = task
+                while len(self._queries) > QUERY_CACHE:
+                    self._queries.popitem(last=False)
+            else:
+                self._queries.move_to_end(key)
+            tasks.append((embedder.model, task))
+        return {model: await asyncio.shield(task) for model, task in tasks}
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -91,8 +157,9 @@ class Memory:
             guild_id=guild_id,
             source_message_id=source_message_id,
         )
+        verdict = await self.long_term.judge(self.agent_id, new, vector)
         async with self.store.engine.begin() as conn:
-            result = await self.long_term.remember_in(conn, self.agent_id, new, vector)
+            result = await self.long_term.remember_in(conn, self.agent_id, new, vector, verdict)
         if result.outcome != "reinforced":
             await self.index.upsert(
                 [
@@ -122,8 +189,62 @@ class Memory:
         learned in ``guild_id`` only unless sharing across guilds is configured."""
         guilds = None if self._share or guild_id is None else [guild_id, None]
         return await self.long_term.facts_for(
-            self.agent_id, user_id, query, guild_ids=guilds, k=k, now=datetime.now(UTC)
+            self.agent_id,
+            user_id,
+            query,
+            guild_ids=guilds,
+            k=k,
+            now=datetime.now(UTC),
+            query_vectors=await self.query_vectors(query),
         )
+
+    async def search_archive(
+        self,
+        query: str,
+        *,
+        guild_id: str | None,
+        channel_id: str | None = None,
+        user_id: str | None = None,
+        k: int | None = None,
+    ) -> list[ArchiveHit]:
+        """Archived messages of ``guild_id`` related to ``query``, best first: full-text and
+        vector search fused by rank (:mod:`carrier.memory.archive`).  ``channel_id`` and
+        ``user_id`` narrow the search; outside a guild (``guild_id`` None) ``channel_id`` is
+        required.  ``k`` defaults to ``memory.archive_results``."""
+        vectors = await self.query_vectors(query)
+        return await self.archive.search(
+            query,
+            vectors,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            user_id=user_id,
+            k=k if k is not None else max(1, self.archive_results),
+        )
+
+    async def related_archive(
+        self,
+        query: str,
+        *,
+        guild_id: str | None,
+        channel_id: str,
+        user_id: str,
+        k: int | None = None,
+    ) -> list[ArchiveHit]:
+        """For the prompt: :meth:`search_archive` of the guild (of the conversation in direct
+        messages), or nothing when it fails - a reply never waits on a broken search."""
+        if k is None:
+            k = self.archive_results
+        if k < 1 or not query.strip():
+            return []
+        try:
+            if guild_id is None:
+                return await self.search_archive(
+                    query, guild_id=None, channel_id=channel_id, user_id=user_id, k=k
+                )
+            return await self.search_archive(query, guild_id=guild_id, k=k)
+        except Exception as exc:
+            log.warning("archive search failed, replying without it: %s", exc)
+            return []
 
     async def similar(
         self, query: str, k: int = 10, *, user_id: str | None = None
@@ -147,9 +268,21 @@ class Memory:
 
     async def forget(self, user_id: str) -> Forgotten:
         ids = await self.store.facts.ids_for_user(self.agent_id, user_id)
+        archived = await ArchiveRepository(self.store.engine).ids_by_author(self.agent_id, user_id)
         forgotten = await forget_user(self.store, self.agent_id, user_id)
         await self.index.delete(ids)
+        await self.archive.forget(archived)
         return forgotten
+
+    async def message_edited(self, channel_id: str, message_id: str) -> None:
+        """A message was edited (the log and archive already hold the new text): an archived
+        message's vector follows its text."""
+        archive_id = await ArchiveRepository(self.store.engine).id_of(
+            self.agent_id, channel_id, message_id
+        )
+        if archive_id is not None:
+            for embedder in self.search_embedders():
+                await self.archive.reindex(embedder, archive_id)
 
     async def retract(self, message_id: str) -> int:
         ids = await self.store.facts.ids_from_message(self.agent_id, message_id)
@@ -165,6 +298,51 @@ class Memory:
         report = await self._consolidator.consolidate(self.agent_id, now or datetime.now(UTC))
         await self.sync_index()
         return report
+
+    async def index_archive(
+        self,
+        *,
+        limit: int | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Embed archived messages that have no vector of the configured model yet (the
+        embedding back-fill; idempotent).  Returns how many vectors were written."""
+        return await self.archive.backfill(self.embedder, limit=limit, on_progress=on_progress)
+
+    async def start_background_maintenance(self, *, interval: float = 600.0) -> asyncio.Task[None]:
+        """Start (once) the background task of a running bot: a change of embedding model
+        (re-embedding with progress logged, search working meanwhile, then the switch) and
+        every ``interval`` seconds the archive's embedding back-fill.  :meth:`aclose` stops
+        it."""
+        from carrier.memory.maintenance import run_maintenance
+
+        if self._maintenance is None or self._maintenance.done():
+            self._maintenance = asyncio.create_task(
+                run_maintenance(self, interval=interval), name="carrier-memory-maintenance"
+            )
+        return self._maintenance
+
+    async def needs_reembedding(self) -> int:
+        """How many current facts have no vector of the configured model."""
+        return sum(
+            1
+            for f in await self.store.facts.listing(self.agent_id, limit=10_000_000)
+            if f.embedding_model != self.embedder.model
+        )
+
+    async def finish_model_change(self) -> None:
+        """Every fact and archived message has a vector of the configured model: stop
+        embedding queries with the previous model and drop its vectors from the index."""
+        previous = self.previous_embedder
+        if previous is None or previous.model == self.embedder.model:
+            return
+        self.previous_embedder = None
+        for key in [key for key in self._queries if key[0] == previous.model]:
+            self._queries.pop(key, None)
+        await self.index.clear(self.agent_id, model=previous.model)
+        await self.index.clear(self.agent_id, model=archive_model(previous.model))
+        await previous.aclose()
+        log.info("memory now searches with %s only", self.embedder.model)
 
     async def sync_index(self, *, on_progress: Callable[[int, int], None] | None = None) -> int:
         """Put every current fact that has a vector of the configured model into the index
@@ -282,8 +460,24 @@ class Memory:
         return len(parsed)
 
     async def aclose(self) -> None:
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            await asyncio.gather(self._maintenance, return_exceptions=True)
+        for task in self._queries.values():
+            task.cancel()
+        await asyncio.gather(*self._queries.values(), return_exceptions=True)
+        self._queries.clear()
         await self.index.aclose()
         await self.embedder.aclose()
+        if self.previous_embedder is not None:
+            await self.previous_embedder.aclose()
+        for close in self._closers:
+            await close()
+
+
+async def _embed_one(embedder: Embedder, text: str) -> np.ndarray:
+    vector: np.ndarray = (await embedder.embed([text]))[0]
+    return vector
 
 
 _REQUIRED = (

@@ -159,6 +159,23 @@ class Consolidator:
         live = [row.message for row in rows if not row.deleted]
         derived = await self._extractor.extract(live)
         vectors = await self._memory.embed([d.fact for d in derived]) if derived else None
+        new_facts = [
+            NewFact(
+                user_id=item.user_id,
+                fact=item.fact,
+                category=item.category,
+                mentioned_at=item.at,
+                guild_id=item.guild_id,
+                source_message_id=item.source_message_id,
+            )
+            for item in derived
+        ]
+        # The LLM judge (when configured) is asked before the transaction opens.
+        verdicts = [
+            await self._memory.judge(agent_id, fact, vectors[index])
+            for index, fact in enumerate(new_facts)
+            if vectors is not None
+        ]
         table = short_term_messages
         row_ids = [row.row_id for row in rows]
         async with self._store.engine.begin() as conn:
@@ -175,17 +192,7 @@ class Consolidator:
                     continue
                 assert vectors is not None
                 result = await self._memory.remember_in(
-                    conn,
-                    agent_id,
-                    NewFact(
-                        user_id=item.user_id,
-                        fact=item.fact,
-                        category=item.category,
-                        mentioned_at=item.at,
-                        guild_id=item.guild_id,
-                        source_message_id=item.source_message_id,
-                    ),
-                    vectors[index],
+                    conn, agent_id, new_facts[index], vectors[index], verdicts[index]
                 )
                 if result.outcome == "reinforced":
                     report.facts_reinforced += 1

@@ -4,9 +4,11 @@ Writing a fact (:meth:`LongTermMemory.remember_in`) compares it with the same us
 facts of the same embedding model: at or above ``similarity_threshold`` it is the same fact
 mentioned again (``last_mentioned`` moves, ``reference_count`` grows); otherwise it is new.
 A new fact that contradicts an old one (moved city, changed job) supersedes it and the old
-one is kept as history.  Contradiction is judged by an LLM when one is configured, else only
-for single-valued statements with the same predicate ("lives in", "works as", "is called",
-"is N years old").
+one is kept as history.  Contradiction is judged by an LLM when one is configured
+(:meth:`LongTermMemory.judge`: only the user's facts that are similar but not the same, at
+most :data:`MAX_JUDGED` of them, and *before* the write transaction, so no transaction waits
+on a model); without an LLM, or when it fails, only single-valued statements with the same
+predicate ("lives in", "works as", "is called", "is N years old") replace each other.
 
 The comparison runs inside the caller's transaction over the user's own facts, so it is
 exact and consolidation stays atomic; the vector index serves retrieval.
@@ -14,9 +16,10 @@ exact and consolidation stays atomic; the vector index serves retrieval.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -26,6 +29,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from carrier.store.facts import Fact, NewFact
 from carrier.store.store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_JUDGED = 3
+"""At most this many of the user's facts are shown to the LLM judge per new fact."""
 
 _SINGLE_VALUED = re.compile(
     r"^(lives in|is from|works as|works at|is called|is \d+ years old|'s (?:wife|husband|"
@@ -41,7 +49,19 @@ class Embedder(Protocol):
 
 
 class ContradictionJudge(Protocol):
+    """Whether a new statement about a person replaces an old one (raises when it cannot
+    tell, e.g. no LLM answered)."""
+
     async def contradicts(self, old: str, new: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The judge's answer for one new fact: ``decided`` False means no judge (or it
+    failed), so the offline rule applies; otherwise ``replaces`` is the fact it replaces."""
+
+    decided: bool = False
+    replaces: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +94,13 @@ class LongTermMemory:
         *,
         similarity_threshold: float = 0.85,
         judge: ContradictionJudge | None = None,
+        judge_min_similarity: float = 0.5,
     ) -> None:
         self._store = store
         self._embedder = embedder
         self._threshold = similarity_threshold
         self._judge = judge
+        self._judge_min = judge_min_similarity
 
     @property
     def embedder(self) -> Embedder:
@@ -87,10 +109,41 @@ class LongTermMemory:
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         return await self._embedder.embed(list(texts))
 
+    async def judge(self, agent_id: str, new: NewFact, vector: np.ndarray) -> Verdict:
+        """Ask the judge (outside any transaction) whether ``new`` replaces one of the user's
+        current facts: those similar to it but below the same-fact threshold, most similar
+        first.  No judge, or a judge that fails: an undecided verdict."""
+        if self._judge is None:
+            return Verdict()
+        async with self._store.engine.connect() as conn:
+            existing = await self._store.facts.embeddings_for_user(
+                conn, agent_id, new.user_id, self._embedder.model
+            )
+        scored = sorted(
+            ((float(v @ vector), f) for f, v in existing), key=lambda pair: pair[0], reverse=True
+        )
+        if scored and scored[0][0] >= self._threshold:
+            return Verdict(True, None)  # the same fact again: reinforced, nothing replaced
+        candidates = [f for score, f in scored if score >= self._judge_min][:MAX_JUDGED]
+        try:
+            for old in candidates:
+                if await self._judge.contradicts(old.fact, new.fact):
+                    return Verdict(True, old.id)
+        except Exception as exc:  # an LLM outage must not stop memory from working
+            log.warning("the contradiction judge failed (%s); using the offline rule", exc)
+            return Verdict()
+        return Verdict(True, None)
+
     async def remember_in(
-        self, conn: AsyncConnection, agent_id: str, new: NewFact, vector: np.ndarray
+        self,
+        conn: AsyncConnection,
+        agent_id: str,
+        new: NewFact,
+        vector: np.ndarray,
+        verdict: Verdict | None = None,
     ) -> Remembered:
-        """Write ``new`` (with its ``vector``) in the caller's transaction."""
+        """Write ``new`` (with its ``vector``) in the caller's transaction; ``verdict`` is
+        what :meth:`judge` said before the transaction (none: the offline rule)."""
         facts = self._store.facts
         model = self._embedder.model
         existing = await facts.embeddings_for_user(conn, agent_id, new.user_id, model)
@@ -112,20 +165,21 @@ class LongTermMemory:
             embedding_model=model,
         )
         fact_id = await facts.add_in(conn, agent_id, stored)
-        replaced = await self._contradicted(new, [f for f, _ in existing])
+        current = [f for f, _ in existing]
+        if verdict is not None and verdict.decided:
+            # The judged fact may have gone since (forgotten, replaced): only a current one.
+            replaced = verdict.replaces if any(f.id == verdict.replaces for f in current) else None
+        else:
+            replaced = self._contradicted(new, current)
         if replaced is not None:
             await facts.supersede_in(conn, replaced, fact_id)
             return Remembered(fact_id, "superseded", replaced)
         return Remembered(fact_id, "new")
 
-    async def _contradicted(self, new: NewFact, current: Sequence[Fact]) -> int | None:
+    def _contradicted(self, new: NewFact, current: Sequence[Fact]) -> int | None:
+        """The offline rule: the same single-valued predicate in the same category."""
         same_category = [f for f in current if f.category == new.category]
         if not same_category:
-            return None
-        if self._judge is not None:
-            for old in same_category:
-                if await self._judge.contradicts(old.fact, new.fact):
-                    return old.id
             return None
         wanted = predicate(new.fact)
         if wanted is None:
@@ -144,28 +198,33 @@ class LongTermMemory:
         guild_ids: Sequence[str | None] | None = None,
         k: int = 8,
         now: datetime,
+        query_vectors: Mapping[str, np.ndarray] | None = None,
     ) -> list[RankedFact]:
         """The user's facts ranked for ``query``: similarity first, then how often and how
-        recently they were mentioned."""
+        recently they were mentioned.
+
+        ``query_vectors`` maps embedding models to the query's vector of each (default: the
+        configured model's); each fact is compared with the query vector of its own model,
+        so while the facts move to a new model every fact keeps its similarity."""
         facts = await self._store.facts.for_user(agent_id, user_id, guild_ids=guild_ids)
         if not facts:
             return []
+        if query_vectors is None:
+            query_vectors = (
+                {self._embedder.model: (await self._embedder.embed([query]))[0]}
+                if query.strip()
+                else {}
+            )
+        similarities: dict[int, float] = {}
         async with self._store.engine.connect() as conn:
-            vectors = {
-                f.id: v
-                for f, v in await self._store.facts.embeddings_for_user(
-                    conn, agent_id, user_id, self._embedder.model
-                )
-            }
-        query_vector = (await self._embedder.embed([query]))[0] if query.strip() else None
+            for model, query_vector in query_vectors.items():
+                for fact, vector in await self._store.facts.embeddings_for_user(
+                    conn, agent_id, user_id, model
+                ):
+                    similarities[fact.id] = float(vector @ query_vector)
         ranked = []
         for fact in facts:
-            vector = vectors.get(fact.id)
-            similarity = (
-                float(vector @ query_vector)
-                if vector is not None and query_vector is not None
-                else 0.0
-            )
+            similarity = similarities.get(fact.id, 0.0)
             days = max(0.0, (now - fact.last_mentioned).total_seconds() / 86_400)
             score = (
                 similarity + 0.05 * math.log1p(fact.reference_count) + 0.05 * math.exp(-days / 30)

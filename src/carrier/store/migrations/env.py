@@ -10,10 +10,18 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from carrier.store.archive import is_search_object
 from carrier.store.schema import metadata
 
 config = context.config
 target_metadata = metadata
+
+
+def include_object(
+    _object: object, name: str | None, type_: str, _reflected: bool, _compare_to: object
+) -> bool:
+    # Migration 0006's full-text objects differ by database and are not in the metadata.
+    return not is_search_object(name, type_)
 
 
 def _configure(connection: Connection) -> None:
@@ -22,6 +30,7 @@ def _configure(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()
