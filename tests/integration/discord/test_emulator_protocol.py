@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -120,3 +122,214 @@ async def test_message_is_delivered_and_reply_references_it(emulator: DiscordEmu
         assert [m.author.id for m in seen] == [alice.id, emulator.bot_user_id]
         assert seen[0].mentions == [bot.user]
         assert emulator.messages[general.id] == [sent, reply]
+
+
+async def test_slash_command_is_synced_and_answered(emulator: DiscordEmulator) -> None:
+    guild = emulator.add_guild("The Pub")
+    general = emulator.add_channel(guild.id, "general")
+    alice = emulator.add_user("alice")
+    emulator.add_member(guild.id, alice.id)
+    bot = make_bot()
+
+    @bot.tree.command(name="echo", description="Say it back")
+    async def echo(
+        interaction: discord.Interaction, text: str, who: discord.Member | None = None
+    ) -> None:
+        name = who.display_name if who else "nobody"
+        await interaction.response.send_message(f"{text} for {name}")
+
+    @bot.tree.command(name="train", description="Learn from the channel")
+    async def train(interaction: discord.Interaction) -> None:
+        await interaction.response.defer(thinking=True)
+        await interaction.edit_original_response(content="reading 1/2")
+        await interaction.edit_original_response(content="reading 2/2")
+        await interaction.followup.send("trained", ephemeral=True)
+
+    async with running(emulator, bot):
+        synced = await bot.tree.sync()
+        assert sorted(c.name for c in synced) == ["echo", "train"]
+        assert sorted(c["name"] for c in emulator.commands[None]) == ["echo", "train"]
+        assert guild.id not in emulator.commands
+        bot.tree.copy_global_to(guild=discord.Object(guild.id))
+        await bot.tree.sync(guild=discord.Object(guild.id))
+        assert sorted(c["name"] for c in emulator.commands[guild.id]) == ["echo", "train"]
+
+        echo_call = await emulator.invoke_command(
+            guild.id,
+            general.id,
+            alice.id,
+            "echo",
+            [{"name": "text", "value": "hello"}, {"name": "who", "value": alice.id}],
+        )
+        answer = await echo_call.response()
+        assert answer["type"] == 4
+        assert answer["data"]["content"] == "hello for alice"
+        posted = await emulator.wait_for_message(channel_id=general.id)
+        assert posted["interaction_metadata"]["id"] == str(echo_call.id)
+
+        train_call = await emulator.invoke_command(guild.id, general.id, alice.id, "train")
+        assert (await train_call.response())["type"] == 5
+        [followup] = await train_call.followups(1)
+        assert followup["content"] == "trained" and followup["flags"] & 64
+        assert [e["content"] for e in train_call.edits] == ["reading 1/2", "reading 2/2"]
+        assert train_call.original is not None
+        assert train_call.original["content"] == "reading 2/2"
+
+        with pytest.raises(LookupError):
+            await emulator.invoke_command(guild.id, general.id, alice.id, "unsynced")
+
+
+async def test_moderation_follows_permissions_and_role_hierarchy(
+    emulator: DiscordEmulator,
+) -> None:
+    guild = emulator.add_guild("The Pub")
+    emulator.add_channel(guild.id, "general")
+    alice = emulator.add_user("alice")
+    boss = emulator.add_user("boss")
+    emulator.add_member(guild.id, alice.id)
+    seniors = emulator.add_role(guild.id, "seniors", position=5)
+    emulator.add_member(guild.id, boss.id, roles=[seniors.id])
+    bot = make_bot()
+    removed: asyncio.Queue[int] = asyncio.Queue()
+
+    @bot.event
+    async def on_member_remove(member: discord.Member) -> None:
+        removed.put_nowait(member.id)
+
+    async with running(emulator, bot):
+        pub = bot.get_guild(guild.id)
+        assert pub is not None
+        with pytest.raises(discord.Forbidden) as no_permission:
+            await pub.kick(discord.Object(alice.id), reason="spam")
+        assert no_permission.value.status == 403 and no_permission.value.code == 50013
+        assert (guild.id, alice.id) in emulator.world.members
+
+        emulator.update_role(
+            guild.bot_role_id,
+            permissions=int(Permission.KICK_MEMBERS | Permission.MODERATE_MEMBERS),
+        )
+        with pytest.raises(discord.Forbidden):  # boss's top role is above the bot's
+            await pub.kick(discord.Object(boss.id))
+        with pytest.raises(discord.Forbidden):  # nobody outranks the owner
+            await pub.kick(discord.Object(guild.owner_id))
+
+        member = pub.get_member(alice.id)
+        assert member is not None
+        await member.timeout(datetime.timedelta(minutes=5), reason="cool down, ünïcode")
+        timeout_call = await emulator.wait_for_request("PATCH", rf"/guilds/{guild.id}/members/\d+")
+        assert timeout_call.reason == "cool down, ünïcode"
+        assert emulator.world.members[(guild.id, alice.id)].communication_disabled_until
+
+        await pub.kick(discord.Object(alice.id), reason="spam")
+        assert await asyncio.wait_for(removed.get(), timeout=5) == alice.id
+        kick = await emulator.wait_for_request(
+            "DELETE", rf"/guilds/{guild.id}/members/{alice.id}", status=204
+        )
+        assert kick.reason == "spam"
+        assert (guild.id, alice.id) not in emulator.world.members
+
+        with pytest.raises(discord.Forbidden):  # no BAN_MEMBERS
+            await pub.ban(discord.Object(alice.id))
+        emulator.update_role(guild.bot_role_id, permissions=int(Permission.BAN_MEMBERS))
+        await pub.ban(discord.Object(alice.id), reason="again", delete_message_seconds=0)
+        assert emulator.world.bans[guild.id] == {alice.id: "again"}
+        bans = [entry async for entry in pub.bans()]
+        assert [(b.user.id, b.reason) for b in bans] == [(alice.id, "again")]
+        await pub.unban(discord.Object(alice.id))
+        with pytest.raises(discord.NotFound) as unknown_ban:
+            await pub.unban(discord.Object(alice.id))
+        assert unknown_ban.value.code == 10026
+
+
+async def test_channel_without_send_permission_answers_403(emulator: DiscordEmulator) -> None:
+    guild = emulator.add_guild("The Pub")
+    quiet = emulator.add_channel(guild.id, "quiet", bot_can_send=False)
+    bot = make_bot()
+    async with running(emulator, bot):
+        channel = bot.get_channel(quiet.id)
+        assert isinstance(channel, discord.TextChannel)
+        assert not channel.permissions_for(channel.guild.me).send_messages
+        with pytest.raises(discord.Forbidden) as refused:
+            await channel.send("hello?")
+        assert refused.value.code == 50013
+        assert emulator.messages[quiet.id] == []
+
+
+async def test_disconnect_and_resume_replays_missed_events_exactly_once(
+    emulator: DiscordEmulator,
+) -> None:
+    guild = emulator.add_guild("The Pub")
+    general = emulator.add_channel(guild.id, "general")
+    alice = emulator.add_user("alice")
+    emulator.add_member(guild.id, alice.id)
+    bot = make_bot()
+    received: asyncio.Queue[str] = asyncio.Queue()
+    resumed = asyncio.Event()
+
+    @bot.event
+    async def on_message(message: discord.Message) -> None:
+        received.put_nowait(message.content)
+
+    @bot.event
+    async def on_resumed() -> None:
+        resumed.set()
+
+    async def next_contents(count: int) -> list[str]:
+        return [await asyncio.wait_for(received.get(), timeout=5) for _ in range(count)]
+
+    async with running(emulator, bot):
+        await emulator.send_message(general.id, alice.id, "before")
+        assert await next_contents(1) == ["before"]
+
+        async with emulator.disconnected():
+            await emulator.send_message(general.id, alice.id, "while away 1")
+            await emulator.send_message(general.id, alice.id, "while away 2")
+        await asyncio.wait_for(resumed.wait(), timeout=5)
+        await emulator.send_message(general.id, alice.id, "after")
+        assert await next_contents(3) == ["while away 1", "while away 2", "after"]
+
+        # Dropped right after sending: the event is either delivered or replayed, once.
+        await emulator.send_message(general.id, alice.id, "racing the drop")
+        await emulator.disconnect(abrupt=True)
+        await emulator.send_message(general.id, alice.id, "after the drop")
+        assert await next_contents(2) == ["racing the drop", "after the drop"]
+        assert received.empty()
+        assert emulator.gateway.identifies == 1 and emulator.gateway.resumes == 2
+        assert emulator.gateway.connections[1:] == ["/resume-gateway", "/resume-gateway"]
+
+        # A session the server forgot: INVALID_SESSION, then a fresh IDENTIFY.
+        await emulator.disconnect(resume=False)
+        assert emulator.gateway.invalidated == 1 and emulator.gateway.identifies == 2
+        await asyncio.wait_for(bot.wait_until_ready(), timeout=5)
+        await emulator.send_message(general.id, alice.id, "new session")
+        assert await next_contents(1) == ["new session"]
+
+
+async def test_auto_sharded_client_gets_each_guild_once(emulator: DiscordEmulator) -> None:
+    emulator.recommended_shards = 2
+    guilds = [emulator.add_guild(f"guild {i}") for i in range(4)]
+    channels = [emulator.add_channel(g.id, "general") for g in guilds]
+    alice = emulator.add_user("alice")
+    for g in guilds:
+        emulator.add_member(g.id, alice.id)
+    bot = QuickShardedBot(command_prefix="!", intents=intents(), guild_ready_timeout=0.01)
+    shard_of_message: asyncio.Queue[tuple[int, int | None]] = asyncio.Queue()
+
+    @bot.event
+    async def on_message(message: discord.Message) -> None:
+        assert message.guild is not None
+        shard_of_message.put_nowait((message.guild.id, message.guild.shard_id))
+
+    async with running(emulator, bot, shards=2):
+        assert bot.shard_count == 2
+        assert sorted(g.id for g in bot.guilds) == sorted(g.id for g in guilds)
+        created: list[int] = []
+        for session in emulator.gateway.sessions:
+            frames = [json.loads(frame) for frame in session.buffer]
+            ids = [int(f["d"]["id"]) for f in frames if f["t"] == "GUILD_CREATE"]
+            assert ids and all((i >> 22) % 2 == session.shard_id for i in ids)
+            created += ids
+        assert sorted(created) == sorted(g.id for g in guilds)  # each guild once
+        for g, channel in zip(guilds, channels, strict=True):
+            await emulator.send_message(channel.id, alice.id, "hi")
+            assert await asyncio.wait_for(shard_of_message.get(), 5) == (g.id, (g.id >> 22) % 2)

@@ -550,14 +550,19 @@ class DiscordEmulator(LoopbackServer):
         method: str,
         path_regex: str,
         timeout: float = 5.0,  # noqa: ASYNC109 (the test API takes timeouts)
+        *,
+        status: int | None = None,
     ) -> RecordedRequest:
-        """The oldest REST request not yet returned by this method whose method matches and
-        whose path (relative to /api/v10) fully matches ``path_regex``."""
+        """The oldest REST request not yet returned by this method whose method matches,
+        whose path (relative to /api/v10) fully matches ``path_regex`` and, if given, whose
+        answer had ``status``."""
         pattern = re.compile(path_regex)
 
         def find() -> RecordedRequest | None:
             for index, record in enumerate(self.rest_log):
                 if index in self._returned_requests:
+                    continue
+                if status is not None and record.status != status:
                     continue
                 if record.method == method.upper() and pattern.fullmatch(record.path):
                     self._returned_requests.add(index)

@@ -23,7 +23,8 @@ API_PREFIX = "/api/v10"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 BODY = web.RequestKey("discord_body", object)  # the parsed JSON body (or payload_json)
 FILES = web.RequestKey("discord_files", list[web.FileField])  # multipart file parts
-REASON: web.RequestKey[str | None] = web.RequestKey("discord_reason")  # URL-decoded X-Audit-Log-Reason
+# The URL-decoded X-Audit-Log-Reason.
+REASON: web.RequestKey[str | None] = web.RequestKey("discord_reason")
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
