@@ -41,7 +41,13 @@ class OpenAIChat(SdkChat[openai.AsyncOpenAI]):
         self, *, api_key: str, base_url: str | None, timeout: float
     ) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
-            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=0,
+            # The SDK's aiohttp transport: a third of the CPU per call of its default
+            # (httpx) under many concurrent calls (bench/bench_llm.py).
+            http_client=openai.DefaultAioHttpClient(timeout=timeout),
         )
 
     def _arguments(self, prompt: Prompt, *, max_tokens: int, temperature: float) -> dict[str, Any]:

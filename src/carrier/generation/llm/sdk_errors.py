@@ -40,7 +40,10 @@ def map_sdk_error(
     ``status_error`` maps an ``sdk.APIStatusError``.
     """
     if isinstance(exc, sdk.APITimeoutError):
-        return ProviderTimeout(f"{provider}: timed out", provider=provider)
+        refused = _refused(exc)
+        if refused is None:
+            return ProviderTimeout(f"{provider}: timed out", provider=provider)
+        return ProviderUnavailable(f"{provider}: connection failed: {refused}", provider=provider)
     if isinstance(exc, sdk.APIConnectionError):
         return ProviderUnavailable(
             f"{provider}: connection failed: {exc.message}", provider=provider
@@ -63,3 +66,18 @@ def rate_limited(exc: Any, provider: str, detail: str) -> RateLimited:
         provider=provider,
         retry_after=retry_after_seconds(exc.response.headers),
     )
+
+
+def _refused(exc: BaseException) -> BaseException | None:
+    """The failed connect behind a "timeout" from the SDK's aiohttp transport, if any.
+
+    That transport maps every ``aiohttp.ClientConnectionError``, refused connections and
+    unknown hosts included, to a connect *timeout*; the operator should read "connection
+    failed" for those.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if type(seen).__name__ in ("ClientConnectorError", "ClientConnectorDNSError"):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
