@@ -75,6 +75,8 @@ class DiscordEmulator(LoopbackServer):
         self.deleted_messages: list[JSON] = []
         self.audit_log: list[JSON] = []
         self._returned_messages: set[str] = set()
+        self._by_author: dict[str, list[JSON]] = {}  # author id -> messages, posting order
+        self._author_cursor: dict[str, int] = {}
         self._returned_requests: set[int] = set()
         self._returned_presences: set[int] = set()
         self._dm_channels: dict[int, int] = {}
@@ -515,24 +517,27 @@ class DiscordEmulator(LoopbackServer):
         predicate: Callable[[JSON], bool] | None = None,
         timeout: float = 5.0,  # noqa: ASYNC109 (the test API takes timeouts)
     ) -> JSON:
-        """The oldest message not yet returned by this method, by ``author_id`` (default: the
-        bot; interaction responses and follow-ups count) in ``channel_id`` (default: any),
-        matching ``predicate``. Bot messages carry ``allowed_mentions`` as sent."""
+        """The oldest message (in posting order, deleted ones included) not yet returned by
+        this method, by ``author_id`` (default: the bot; interaction responses and follow-ups
+        count) in ``channel_id`` (default: any), matching ``predicate``. The bot's messages
+        carry the ``allowed_mentions`` it sent."""
         author = str(author_id if author_id is not None else self.bot_user_id)
 
         def find() -> JSON | None:
-            for cid, messages in self.world.messages.items():
-                if channel_id is not None and cid != channel_id:
+            posted = self._by_author.get(author, [])
+            start = self._author_cursor.get(author, 0)
+            while start < len(posted) and posted[start]["id"] in self._returned_messages:
+                start += 1  # skip the prefix already handed out
+            self._author_cursor[author] = start
+            for message in posted[start:]:
+                if message["id"] in self._returned_messages:
                     continue
-                for message in messages:
-                    if message["id"] in self._returned_messages:
-                        continue
-                    if message["author"]["id"] != author:
-                        continue
-                    if predicate is not None and not predicate(message):
-                        continue
-                    self._returned_messages.add(message["id"])
-                    return message
+                if channel_id is not None and message["channel_id"] != str(channel_id):
+                    continue
+                if predicate is not None and not predicate(message):
+                    continue
+                self._returned_messages.add(message["id"])
+                return message
             return None
 
         def describe() -> str:
@@ -614,7 +619,8 @@ class DiscordEmulator(LoopbackServer):
 
     async def publish_message(self, channel: Channel, message: JSON) -> None:
         """Store ``message`` and send MESSAGE_CREATE (the bot's own messages too)."""
-        self.world.messages.setdefault(channel.id, []).append(message)
+        self.world.store_message(message)
+        self._by_author.setdefault(message["author"]["id"], []).append(message)
         channel.last_message_id = int(message["id"])
         self.changes.notify()
         await self.gateway.dispatch(
@@ -623,7 +629,7 @@ class DiscordEmulator(LoopbackServer):
 
     async def remove_message(self, message: JSON) -> None:
         channel_id = int(message["channel_id"])
-        self.world.messages[channel_id].remove(message)
+        self.world.drop_message(message)
         self.deleted_messages.append(message)
         self.changes.notify()
         data: JSON = {"id": message["id"], "channel_id": message["channel_id"]}

@@ -4,6 +4,7 @@ arithmetic (base permissions from roles, channel overwrites, role hierarchy)."""
 
 from __future__ import annotations
 
+import bisect
 import enum
 import itertools
 import time
@@ -315,7 +316,8 @@ class World:
     channels: dict[int, Channel] = field(default_factory=dict)
     members: dict[tuple[int, int], Member] = field(default_factory=dict)
     emojis: dict[int, Emoji] = field(default_factory=dict)
-    messages: dict[int, list[JSON]] = field(default_factory=dict)
+    messages: dict[int, list[JSON]] = field(default_factory=dict)  # by channel, in id order
+    message_index: dict[int, JSON] = field(default_factory=dict)  # by message id
     bans: dict[int, dict[int, str | None]] = field(default_factory=dict)
 
     # lookups -----------------------------------------------------------------------------
@@ -333,10 +335,27 @@ class World:
         return [e for e in self.emojis.values() if e.guild_id == guild_id]
 
     def find_message(self, channel_id: int, message_id: int) -> JSON | None:
-        for message in self.messages.get(channel_id, ()):
-            if message["id"] == str(message_id):
-                return message
-        return None
+        message = self.message_index.get(message_id)
+        if message is None or message["channel_id"] != str(channel_id):
+            return None
+        return message
+
+    def store_message(self, message: JSON) -> None:
+        channel_messages = self.messages.setdefault(int(message["channel_id"]), [])
+        message_id = int(message["id"])
+        if not channel_messages or int(channel_messages[-1]["id"]) < message_id:
+            channel_messages.append(message)
+        else:  # built earlier, published later: keep id order
+            bisect.insort(channel_messages, message, key=lambda m: int(m["id"]))
+        self.message_index[message_id] = message
+
+    def drop_message(self, message: JSON) -> None:
+        channel_messages = self.messages[int(message["channel_id"])]
+        message_id = int(message["id"])
+        index = bisect.bisect_left(channel_messages, message_id, key=lambda m: int(m["id"]))
+        if index < len(channel_messages) and channel_messages[index] is message:
+            del channel_messages[index]
+        self.message_index.pop(message_id, None)
 
     # payloads ----------------------------------------------------------------------------
 

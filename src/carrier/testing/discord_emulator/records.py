@@ -18,6 +18,8 @@ class Changes:
 
     def __init__(self) -> None:
         self._condition: asyncio.Condition | None = None
+        self._waiters = 0
+        self._wake_pending = False
 
     def _get(self) -> asyncio.Condition:
         if self._condition is None:
@@ -25,10 +27,14 @@ class Changes:
         return self._condition
 
     def notify(self) -> None:
+        if not self._waiters or self._wake_pending:
+            return  # nobody to wake, or a wake-up is already on its way
         condition = self._get()
+        self._wake_pending = True
 
         async def wake() -> None:
             async with condition:
+                self._wake_pending = False
                 condition.notify_all()
 
         # Recording happens in sync code; waking the waiters is a tiny task.
@@ -49,6 +55,7 @@ class Changes:
         result = check()
         if result is not None:
             return result
+        self._waiters += 1
         try:
             async with asyncio.timeout(timeout), condition:
                 while True:
@@ -58,6 +65,8 @@ class Changes:
                     await condition.wait()
         except TimeoutError:
             raise TimeoutError(describe()) from None
+        finally:
+            self._waiters -= 1
 
 
 _background: set[asyncio.Task[None]] = set()

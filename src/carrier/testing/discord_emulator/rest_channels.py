@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
 
 MESSAGE_FLAG_EPHEMERAL = 64
 MESSAGE_FLAG_LOADING = 128
+
+
+def message_id(message: JSON) -> int:
+    return int(message["id"])
 
 
 def attachments_from_files(emulator: DiscordEmulator, files: list[web.FileField]) -> list[JSON]:
@@ -156,19 +161,21 @@ def routes(emulator: DiscordEmulator) -> list[tuple[str, str, Handler]]:
             raise errors.invalid_form(
                 "limit", "NUMBER_TYPE_MAX", "int value should be between 1 and 100"
             )
-        messages = sorted(world.messages.get(channel.id, []), key=lambda m: int(m["id"]))
+        messages = world.messages.get(channel.id, [])
+
+        def position(query: str) -> int:
+            return bisect.bisect_left(messages, int(request.query[query]), key=message_id)
+
         if "before" in request.query:
-            before = int(request.query["before"])
-            page = [m for m in messages if int(m["id"]) < before][-limit:]
+            end = position("before")
+            page = messages[max(0, end - limit) : end]
         elif "after" in request.query:
-            after = int(request.query["after"])
-            page = [m for m in messages if int(m["id"]) > after][:limit]
+            start = bisect.bisect_right(messages, int(request.query["after"]), key=message_id)
+            page = messages[start : start + limit]
         elif "around" in request.query:
-            around = int(request.query["around"])
-            older = [m for m in messages if int(m["id"]) <= around]
-            newer = [m for m in messages if int(m["id"]) > around]
+            middle = position("around")
             half = limit // 2
-            page = older[-(limit - half) :] + newer[:half]
+            page = messages[max(0, middle - half) : middle + (limit - half)]
         else:
             page = messages[-limit:]
         return json_response([public_message(m) for m in reversed(page)])
