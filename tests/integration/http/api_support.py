@@ -72,6 +72,7 @@ async def running_api(
     *,
     llm: Generator | None = None,
     observers: list[EngineObserver] | None = None,
+    ws_outbox_size: int = 256,
 ) -> AsyncIterator[RunningApi]:
     store = await prepare_store(settings)
     memory = Memory(
@@ -92,7 +93,7 @@ async def running_api(
     )
     admin = await store.api_keys.create(settings.agent.id, "test-admin", ["chat", "admin"])
     chat = await store.api_keys.create(settings.agent.id, "test-chat", ["chat"])
-    app = create_app(settings, store, engine, memory)
+    app = create_app(settings, store, engine, memory, ws_outbox_size=ws_outbox_size)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from carrier import __version__
 from carrier.clients.http.context import ApiContext
 from carrier.clients.http.errors import install_error_handlers
-from carrier.clients.http.hub import ChannelHub
+from carrier.clients.http.hub import OUTBOX_SIZE, ChannelHub
 from carrier.clients.http.middleware import BodyLimit, RequestMetrics
 from carrier.clients.http.routes import admin, chat, health, websocket
 from carrier.engine.pipeline import Engine
@@ -35,9 +35,11 @@ def create_app(
     memory: Memory | None = None,
     *,
     metrics: Metrics | None = None,
+    ws_outbox_size: int = OUTBOX_SIZE,
 ) -> FastAPI:
     """The app for ``engine``'s agent.  ``metrics`` defaults to the engine's registry, so
-    /metrics shows the engine's figures and the API's side by side."""
+    /metrics shows the engine's figures and the API's side by side; ``ws_outbox_size`` is how
+    many events a WebSocket reader may fall behind before it is dropped."""
     metrics = metrics or engine.parts.metrics
     app = FastAPI(
         title="Carrier",
@@ -50,7 +52,7 @@ def create_app(
         ),
     )
     ctx = ApiContext(settings=settings, store=store, engine=engine, memory=memory, metrics=metrics)
-    ctx.hub = ChannelHub()
+    ctx.hub = ChannelHub(ws_outbox_size)
     app.state.carrier = ctx
     install_error_handlers(app)
     app.include_router(chat.router)

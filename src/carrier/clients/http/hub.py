@@ -8,7 +8,6 @@ never holds up the others or the chat: when its outbox is full it is disconnecte
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,14 +24,16 @@ class Listener:
     def __init__(
         self,
         send: Callable[[dict[str, Any]], Awaitable[None]],
-        close: Callable[[int, str], Awaitable[None]],
         outbox_size: int = OUTBOX_SIZE,
     ) -> None:
         self._send = send
-        self._close = close
+        self._size = outbox_size
+        self.too_slow = False
         self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(outbox_size)
         self._task: asyncio.Task[None] | None = None
         self.closed = False
+        self.gone = asyncio.Event()
+        """Set when the connection should end: its reader fell behind or sending failed."""
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._drain())
@@ -45,8 +46,9 @@ class Listener:
             self._outbox.put_nowait(event)
         except asyncio.QueueFull:
             self.closed = True
-            log.warning("closing a WebSocket whose reader fell %d events behind", OUTBOX_SIZE)
-            asyncio.get_running_loop().create_task(self._shut(CLOSE_TOO_SLOW, "too slow"))
+            self.too_slow = True
+            log.warning("dropping a WebSocket whose reader fell %d events behind", self._size)
+            self.gone.set()
             return False
         return True
 
@@ -65,18 +67,14 @@ class Listener:
                 await self._send(event)
         except asyncio.CancelledError:
             raise
-        except Exception:  # the peer went away; the receive loop notices and cleans up
+        except Exception:  # the peer went away
             self.closed = True
-
-    async def _shut(self, code: int, reason: str) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        with contextlib.suppress(Exception):
-            await self._close(code, reason)
+            self.gone.set()
 
 
 class ChannelHub:
-    def __init__(self) -> None:
+    def __init__(self, outbox_size: int = OUTBOX_SIZE) -> None:
+        self.outbox_size = outbox_size
         self._channels: dict[str, set[Listener]] = {}
 
     def join(self, channel_id: str, listener: Listener) -> None:

@@ -85,6 +85,9 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _too_large(send: Send, limit: int) -> None:
+    """Answer 413.  The connection stays open: uvicorn reads the rest of the body and drops it
+    (without buffering), so a client still sending gets to read this answer instead of a
+    reset connection."""
     body = error_bytes(413, f"the body is larger than {limit} bytes")
     await send(
         {
@@ -93,7 +96,6 @@ async def _too_large(send: Send, limit: int) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
             ],
         }
     )

@@ -31,7 +31,7 @@ from carrier.clients.http.auth import authenticate, check_agent
 from carrier.clients.http.chatting import say
 from carrier.clients.http.context import ApiContext
 from carrier.clients.http.errors import ApiError, error_body
-from carrier.clients.http.hub import Listener
+from carrier.clients.http.hub import CLOSE_TOO_SLOW, Listener
 from carrier.clients.http.schemas import ID_PATTERN, ChatMessage
 from carrier.store.database import DatabaseError
 
@@ -49,9 +49,7 @@ async def channel_socket(websocket: WebSocket, agent_id: str, channel_id: str) -
         await websocket.close(4404, "bad channel id")
         return
     try:
-        presented = _bearer(websocket)
-        if presented is None:
-            presented = await _auth_frame(websocket)
+        presented = _bearer(websocket) or await _auth_frame(websocket) or ""
         await authenticate(ctx, presented, "chat")
         check_agent(ctx, agent_id)
     except ApiError as exc:
@@ -63,26 +61,42 @@ async def channel_socket(websocket: WebSocket, agent_id: str, channel_id: str) -
     except WebSocketDisconnect:
         return
 
-    listener = Listener(websocket.send_json, websocket.close)
+    listener = Listener(websocket.send_json, ctx.hub.outbox_size)
     listener.start()
     ctx.hub.join(channel_id, listener)
     ctx.metrics.websockets.inc()
+    receiving = asyncio.create_task(_receive(ctx, websocket, channel_id, presented, listener))
+    gone = asyncio.create_task(listener.gone.wait())
     try:
         listener.offer({"type": "ready", "agent_id": ctx.agent_id, "channel_id": channel_id})
-        while not listener.closed:
-            try:
-                raw = await websocket.receive_text()
-            except (WebSocketDisconnect, RuntimeError):
-                return
-            try:
-                await _handle_frame(ctx, channel_id, presented or "", raw, listener)
-            except ApiError as exc:  # the key was revoked or expired while the socket was open
-                await websocket.close(4000 + exc.status, exc.message[:120])
-                return
+        await asyncio.wait({receiving, gone}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         ctx.hub.leave(channel_id, listener)
         ctx.metrics.websockets.dec()
+        for task in (receiving, gone):
+            task.cancel()
+        await asyncio.gather(receiving, gone, return_exceptions=True)
         await listener.stop()
+    if listener.too_slow:
+        # Its socket does not drain, so the close frame may never get out: do not wait on it.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1):
+                await websocket.close(CLOSE_TOO_SLOW, "too slow: fell behind")
+
+
+async def _receive(
+    ctx: ApiContext, websocket: WebSocket, channel_id: str, presented: str, listener: Listener
+) -> None:
+    while True:
+        try:
+            raw = await websocket.receive_text()
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        try:
+            await _handle_frame(ctx, channel_id, presented, raw, listener)
+        except ApiError as exc:  # the key was revoked or expired while the socket was open
+            await websocket.close(4000 + exc.status, exc.message[:120])
+            return
 
 
 def _bearer(websocket: WebSocket) -> str | None:
