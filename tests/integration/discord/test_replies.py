@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from tests.integration.discord.conftest import Harness, eventually
 
+from carrier.clients.discord.cogs.events import EventsCog
 from carrier.store.messages import LoggedMessage
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -33,7 +34,7 @@ async def test_mention_gets_a_reply_referencing_the_message(harness: Harness) ->
     assert mentions.get("parse", []) == []
     assert mentions.get("users") == [str(h.alice.id)]
     assert mentions.get("roles", []) == []
-    assert h.general.id in h.emu.typing
+    assert h.general.id not in h.emu.typing  # a fast reply needs no typing indicator
 
     # The reply is in the log under the id Discord gave it, as the bot's.
     async def noted() -> bool:
@@ -42,6 +43,19 @@ async def test_mention_gets_a_reply_referencing_the_message(harness: Harness) ->
     assert await eventually(noted)
     log = await logged(h, h.general.id)
     assert log[0].author_name == "Ali"  # the member's nickname, for the nickname history
+
+
+async def test_typing_indicator_while_a_reply_is_generated(harness: Harness) -> None:
+    h = harness
+    events = h.bot.get_cog("events")
+    assert isinstance(events, EventsCog)
+    events.typing_delay = 0.0
+    await h.say(h.alice, f"<@{h.bot_id}> take your time")
+    await h.bot_reply(channel_id=h.general.id)
+    await h.emu.wait_for_request("POST", rf"/channels/{h.general.id}/typing")
+    await h.say(h.alice, "no mention, no typing", channel=h.readonly)
+    await h.quiet()
+    assert h.readonly.id not in h.emu.typing
 
 
 async def test_reply_to_the_bot_gets_a_reply(harness: Harness) -> None:

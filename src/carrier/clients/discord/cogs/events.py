@@ -24,6 +24,9 @@ from carrier.store.database import DatabaseError
 log = logging.getLogger("carrier.discord.events")
 
 TYPING_REFRESH_SECONDS = 8.0
+TYPING_DELAY_SECONDS = 0.3
+"""Typing shows only when a reply takes longer than this: a Markov reply is out before a
+typing indicator could be seen, and each indicator is one more REST call."""
 SORRY = "Sorry, something went wrong on my side; it has been logged."
 
 
@@ -37,6 +40,8 @@ def can_send(channel: discord.abc.Messageable, me: discord.Member | None) -> boo
 
 
 class EventsCog(commands.Cog, name="events"):
+    typing_delay: float = TYPING_DELAY_SECONDS
+
     def __init__(self, bot: AnyBot, carrier: Carrier) -> None:
         self.bot = bot
         self.carrier = carrier
@@ -104,8 +109,9 @@ class EventsCog(commands.Cog, name="events"):
             log.error("could not note the id of reply %s: %s", first.id, exc)
 
     async def _type_in(self, channel: discord.abc.Messageable) -> None:
-        """The typing indicator while a reply is generated (refreshed, as Discord drops it
-        after about ten seconds)."""
+        """The typing indicator while a reply is generated, once it takes longer than
+        ``typing_delay`` (refreshed, as Discord drops it after about ten seconds)."""
+        await asyncio.sleep(self.typing_delay)
         with contextlib.suppress(discord.HTTPException):
             while True:
                 await channel.typing()
