@@ -39,37 +39,11 @@ from carrier.testing.embeddings import HashingEmbedder
 ROOT = Path(__file__).resolve().parents[1]
 CHANNELS = 20
 RATE = 50.0
-WORDS = [
-    "the",
-    "fish",
-    "swims",
-    "past",
-    "the",
-    "reef",
-    "at",
-    "night",
-    "and",
-    "the",
-    "tide",
-    "brings",
-    "bubbles",
-    "of",
-    "salty",
-    "water",
-    "from",
-    "the",
-    "deep",
-    "where",
-    "sharks",
-    "dream",
-    "of",
-    "lemon",
-    "butter",
-    "and",
-    "coral",
-    "gardens",
-    "glow",
-]
+TEXT = (
+    "the fish swims past the reef at night and the tide brings bubbles of salty water "
+    "from the deep where sharks dream of lemon butter and coral gardens glow"
+)
+WORDS = TEXT.split()
 
 
 def sentence(rng: random.Random) -> str:
