@@ -110,14 +110,21 @@ async def eventually(check: Callable[[], Awaitable[T]], *, tries: int = 100) -> 
     raise AssertionError(f"condition not met; last value {value!r}")
 
 
-def discord_settings(tmp_path: Path, **discord: Any) -> Settings:
+def discord_settings(tmp_path: Path, discord: dict[str, Any], **sections: Any) -> Settings:
     return load_settings(
         None,
         database={"url": f"sqlite+aiosqlite:///{tmp_path / 'carrier.db'}"},
         agent={"character_file": str(ROOT / "characters" / "fish.yaml")},
         markov={"persona_weight": 1.0},
         discord=discord,
+        **sections,
     )
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """Extra settings sections for the bot (a test module overrides this fixture)."""
+    return {}
 
 
 async def start_bot(
@@ -159,7 +166,9 @@ async def emulator() -> AsyncIterator[DiscordEmulator]:
 
 
 @pytest.fixture
-async def harness(emulator: DiscordEmulator, tmp_path: Path) -> AsyncIterator[Harness]:
+async def harness(
+    emulator: DiscordEmulator, tmp_path: Path, settings_overrides: dict[str, Any]
+) -> AsyncIterator[Harness]:
     emu = emulator
     owner = emu.add_user("owner")
     guild = emu.add_guild(
@@ -199,10 +208,13 @@ async def harness(emulator: DiscordEmulator, tmp_path: Path) -> AsyncIterator[Ha
     emu.add_member(guild.id, mod.id, roles=[mod_role.id])
     emu.add_emoji(guild.id, "blobfish")
 
-    settings = discord_settings(tmp_path, command_guild_ids=[str(guild.id)])
+    overrides = dict(settings_overrides)
+    discord = {"command_guild_ids": [str(guild.id)], **overrides.pop("discord", {})}
+    settings = discord_settings(tmp_path, discord, **overrides)
     store = await prepare_store(settings)
     clock = Clock()
-    bot, memory, task = await start_bot(emu, settings, store, clock)
+    shards = settings.discord.shard_count or 1
+    bot, memory, task = await start_bot(emu, settings, store, clock, shards=shards)
     from carrier.clients.discord.bot import carrier_of
 
     try:
