@@ -333,3 +333,243 @@ async def test_auto_sharded_client_gets_each_guild_once(emulator: DiscordEmulato
         for g, channel in zip(guilds, channels, strict=True):
             await emulator.send_message(channel.id, alice.id, "hi")
             assert await asyncio.wait_for(shard_of_message.get(), 5) == (g.id, (g.id >> 22) % 2)
+
+
+async def test_history_typing_reactions_presence_edits_and_deletes(
+    emulator: DiscordEmulator,
+) -> None:
+    guild = emulator.add_guild("The Pub")
+    general = emulator.add_channel(guild.id, "general")
+    alice = emulator.add_user("alice")
+    emulator.add_member(guild.id, alice.id)
+    pint = emulator.add_emoji(guild.id, "pint")
+    bot = make_bot()
+    edits: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+    deletions: asyncio.Queue[int] = asyncio.Queue()
+
+    @bot.event
+    async def on_message_edit(before: discord.Message, after: discord.Message) -> None:
+        edits.put_nowait((before.content, after.content))
+
+    @bot.event
+    async def on_raw_message_delete(event: discord.RawMessageDeleteEvent) -> None:
+        deletions.put_nowait(event.message_id)
+
+    async with running(emulator, bot):
+        posted = [await emulator.send_message(general.id, alice.id, f"m{i}") for i in range(120)]
+        channel = bot.get_channel(general.id)
+        assert isinstance(channel, discord.TextChannel)
+
+        everything = [m.content async for m in channel.history(limit=None, oldest_first=True)]
+        assert everything == [f"m{i}" for i in range(120)]
+        pages = [r for r in emulator.rest_log if r.path == f"/channels/{general.id}/messages"]
+        assert [r.query.get("limit") for r in pages] == ["100", "100"]
+        after = [
+            m.content
+            async for m in channel.history(after=discord.Object(int(posted[9]["id"])), limit=3)
+        ]
+        assert after == ["m10", "m11", "m12"]
+        before = [
+            m.content async for m in channel.history(before=discord.Object(int(posted[5]["id"])))
+        ]
+        assert before == ["m4", "m3", "m2", "m1", "m0"]
+
+        async with channel.typing():
+            sent = await channel.send("typing done")
+        assert emulator.typing == [general.id]
+
+        target = channel.get_partial_message(int(posted[0]["id"]))
+        await target.add_reaction("🐟")
+        await target.add_reaction(f"<:pint:{pint.id}>")
+        assert emulator.reactions == [
+            (general.id, int(posted[0]["id"]), "🐟"),
+            (general.id, int(posted[0]["id"]), f"pint:{pint.id}"),
+        ]
+        assert [r["emoji"]["name"] for r in posted[0]["reactions"]] == ["🐟", "pint"]
+
+        await bot.change_presence(status=discord.Status.idle, activity=discord.Game("darts"))
+        presence = await emulator.wait_for_presence(lambda p: p["status"] == "idle")
+        assert presence["activities"][0]["name"] == "darts"
+
+        await sent.edit(content="typing done, edited")
+        assert emulator.messages[general.id][-1]["content"] == "typing done, edited"
+        assert await asyncio.wait_for(edits.get(), 5) == ("typing done", "typing done, edited")
+        await emulator.edit_message(general.id, int(posted[119]["id"]), "m119 (edited)")
+        assert await asyncio.wait_for(edits.get(), 5) == ("m119", "m119 (edited)")
+        with pytest.raises(discord.Forbidden) as not_yours:
+            await target.edit(content="hijack")
+        assert not_yours.value.code == 50005
+
+        await emulator.delete_message(general.id, int(posted[1]["id"]))
+        assert await asyncio.wait_for(deletions.get(), 5) == int(posted[1]["id"])
+        await sent.delete()
+        assert await asyncio.wait_for(deletions.get(), 5) == sent.id
+        assert [m["id"] for m in emulator.deleted_messages] == [posted[1]["id"], str(sent.id)]
+        with pytest.raises(discord.Forbidden):  # no MANAGE_MESSAGES
+            await target.delete()
+
+
+async def test_without_message_content_intent_content_is_empty_unless_mentioned_or_dm(
+    emulator: DiscordEmulator,
+) -> None:
+    guild = emulator.add_guild("The Pub")
+    general = emulator.add_channel(guild.id, "general")
+    alice = emulator.add_user("alice")
+    emulator.add_member(guild.id, alice.id)
+    chosen = discord.Intents.default()  # no message_content, no members
+    bot = QuickBot(command_prefix="!", intents=chosen, guild_ready_timeout=0.01)
+    contents: asyncio.Queue[str] = asyncio.Queue()
+
+    @bot.event
+    async def on_message(message: discord.Message) -> None:
+        contents.put_nowait(message.content)
+
+    async with running(emulator, bot):
+        pub = bot.get_guild(guild.id)
+        assert pub is not None
+        assert [m.id for m in pub.members] == [emulator.bot_user_id]  # no GUILD_MEMBERS intent
+        assert pub.member_count == 3
+        await emulator.send_message(general.id, alice.id, "secret plans")
+        await emulator.send_message(general.id, alice.id, f"<@{emulator.bot_user_id}> hello")
+        await emulator.send_message(None, alice.id, "a direct word", dm=True)
+        got = [await asyncio.wait_for(contents.get(), 5) for _ in range(3)]
+        assert got == ["", f"<@{emulator.bot_user_id}> hello", "a direct word"]
+        assert emulator.messages[general.id][0]["content"] == "secret plans"  # stored whole
+
+
+async def test_threads_polls_and_direct_messages(emulator: DiscordEmulator) -> None:
+    guild = emulator.add_guild("The Pub", bot_permissions=int(Permission.SEND_POLLS) | 0)
+    emulator.update_role(
+        guild.bot_role_id,
+        permissions=int(Permission.MANAGE_THREADS | Permission.SEND_POLLS),
+    )
+    general = emulator.add_channel(guild.id, "general")
+    alice = emulator.add_user("alice")
+    emulator.add_member(guild.id, alice.id)
+    bot = make_bot()
+    dms: asyncio.Queue[discord.Message] = asyncio.Queue()
+
+    @bot.event
+    async def on_message(message: discord.Message) -> None:
+        if message.guild is None and not message.author.bot:
+            dms.put_nowait(message)
+
+    async with running(emulator, bot):
+        channel = bot.get_channel(general.id)
+        assert isinstance(channel, discord.TextChannel)
+        thread = await channel.create_thread(name="ticket", type=discord.ChannelType.private_thread)
+        stored = emulator.world.channels[thread.id]
+        assert stored.kind == "private_thread" and stored.parent_id == general.id
+        await thread.add_user(discord.Object(alice.id))
+        assert stored.thread_members == {emulator.bot_user_id, alice.id}
+        await thread.send("welcome")
+        assert [m["content"] for m in emulator.messages[thread.id]] == ["welcome"]
+        await thread.edit(archived=True, locked=True)
+        assert stored.archived and stored.locked
+        with pytest.raises(discord.HTTPException) as archived:
+            await thread.send("too late")
+        assert archived.value.code == 50083
+
+        poll = discord.Poll(question="Tea?", duration=datetime.timedelta(hours=1))
+        poll.add_answer(text="yes").add_answer(text="no")
+        message = await channel.send(poll=poll)
+        assert message.poll is not None and message.poll.question == "Tea?"
+        assert [a.text for a in message.poll.answers] == ["yes", "no"]
+        stored_poll = emulator.messages[general.id][-1]["poll"]
+        assert [a["answer_id"] for a in stored_poll["answers"]] == [1, 2]
+
+        await emulator.send_message(None, alice.id, "psst", dm=True)
+        dm = await asyncio.wait_for(dms.get(), 5)
+        assert isinstance(dm.channel, discord.DMChannel) and dm.content == "psst"
+        await dm.channel.send("hello you")
+        user = await bot.fetch_user(alice.id)
+        await user.send("and again")
+        assert [m["content"] for m in emulator.messages[emulator.dm_channel(alice.id).id]] == [
+            "psst",
+            "hello you",
+            "and again",
+        ]
+        emulator.closed_dms.add(alice.id)
+        with pytest.raises(discord.Forbidden) as closed:
+            await user.send("anyone?")
+        assert closed.value.code == 50007
+
+
+async def test_world_changes_after_ready_reach_the_client(emulator: DiscordEmulator) -> None:
+    first = emulator.add_guild("First")
+    bot = make_bot()
+    events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    @bot.event
+    async def on_guild_join(guild: discord.Guild) -> None:
+        events.put_nowait(("join", guild.id))
+
+    @bot.event
+    async def on_member_join(member: discord.Member) -> None:
+        events.put_nowait(("member", member.id))
+
+    @bot.event
+    async def on_member_update(before: discord.Member, after: discord.Member) -> None:
+        events.put_nowait(("nick", after.nick))
+
+    @bot.event
+    async def on_guild_emojis_update(guild: discord.Guild, before: Any, after: Any) -> None:
+        events.put_nowait(("emojis", [e.name for e in after]))
+
+    @bot.event
+    async def on_guild_channel_create(channel: discord.abc.GuildChannel) -> None:
+        events.put_nowait(("channel", channel.name))
+
+    async def next_event() -> tuple[str, Any]:
+        return await asyncio.wait_for(events.get(), 5)
+
+    async with running(emulator, bot):
+        second = emulator.add_guild("Second")
+        assert await next_event() == ("join", second.id)
+        emulator.add_channel(first.id, "late")
+        assert await next_event() == ("channel", "late")
+        bob = emulator.add_user("bob")
+        emulator.add_member(first.id, bob.id)
+        assert await next_event() == ("member", bob.id)
+        await emulator.update_member(first.id, bob.id, nick="Bobby")
+        assert await next_event() == ("nick", "Bobby")
+        emulator.add_emoji(first.id, "wave")
+        assert await next_event() == ("emojis", ["wave"])
+        assert {g.id for g in bot.guilds} == {first.id, second.id}
+        member = await bot.get_guild(first.id).fetch_member(bob.id)  # type: ignore[union-attr]
+        assert member.nick == "Bobby"
+        fetched = await bot.fetch_guild(second.id, with_counts=True)
+        assert fetched.name == "Second" and fetched.approximate_member_count == 2
+
+
+async def test_rest_errors_rate_limits_and_bad_tokens(emulator: DiscordEmulator) -> None:
+    guild = emulator.add_guild("The Pub")
+    general = emulator.add_channel(guild.id, "general")
+    bot = make_bot()
+    async with running(emulator, bot):
+        channel = bot.get_channel(general.id)
+        assert isinstance(channel, discord.TextChannel)
+        emulator.fail_next("POST", rf"/channels/{general.id}/messages", 429, retry_after=0.01)
+        await channel.send("after a rate limit")  # discord.py waits and retries
+        statuses = [r.status for r in emulator.rest_log if r.method == "POST"]
+        assert statuses == [429, 200]
+
+        emulator.fail_next("POST", r"/channels/\d+/messages", 403, 50001, "Missing Access")
+        with pytest.raises(discord.Forbidden) as injected:
+            await channel.send("refused")
+        assert injected.value.code == 50001
+
+        with pytest.raises(discord.HTTPException) as too_long:
+            await channel.send("x" * 2001)
+        assert too_long.value.status == 400 and too_long.value.code == 50035
+        with pytest.raises(discord.NotFound) as unknown_channel:
+            await bot.http.send_message(
+                123, params=discord.http.MultipartParameters({}, None, None)
+            )  # type: ignore[arg-type]
+        assert unknown_channel.value.code == 10003
+        assert [m["content"] for m in emulator.messages[general.id]] == ["after a rate limit"]
+
+    wrong = make_bot()
+    with emulator.patch_discord(), pytest.raises(discord.LoginFailure):
+        await wrong.login("not-the-token")
+    await wrong.close()

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from tests.integration.discord.conftest import Harness
 
 from carrier.clients.discord.sending import DISCORD_LIMIT
 from carrier.testing import llm_server as fake
-from tests.integration.discord.conftest import Harness
 
 SENTENCE = "The tide is turning and the reef is glowing softly tonight. "
 LONG = SENTENCE * 70  # about 4,200 characters

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from tests.integration.discord.conftest import Harness
 
 from carrier.clients.discord.bot import ShardedCarrierBot
-from tests.integration.discord.conftest import Harness
 
 
 @pytest.fixture
