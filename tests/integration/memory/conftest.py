@@ -18,10 +18,15 @@ from carrier.store.store import Store
 
 
 @pytest.fixture(scope="session")
-def minilm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedder]:
+def minilm_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The model cache of the session (``embeddings.cache_dir``)."""
+    return Path(tmp_path_factory.mktemp("minilm"))
+
+
+@pytest.fixture(scope="session")
+def minilm(minilm_cache: Path) -> Iterator[Embedder]:
     """all-MiniLM-L6-v2 on ONNX Runtime, as configured by default (one build a session)."""
-    cache = tmp_path_factory.mktemp("minilm")
-    yield create_embedder(EmbeddingSettings(cache_dir=Path(cache)))
+    yield create_embedder(EmbeddingSettings(cache_dir=minilm_cache))
 
 
 @pytest.fixture
