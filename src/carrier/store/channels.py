@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, literal, select
 
 from carrier.store.database import Database
 from carrier.store.schema import channel_settings, guild_emotes, guild_settings
@@ -37,30 +38,47 @@ class ChannelPolicy:
         return start <= hour < end if start < end else hour >= start or hour < end
 
 
+class _Row:
+    """One table's columns of a joined row, by their unprefixed names."""
+
+    def __init__(self, mapping: Any, prefix: str) -> None:
+        self._mapping = mapping
+        self._prefix = prefix
+
+    def __getattr__(self, name: str) -> Any:
+        return self._mapping[self._prefix + name]
+
+
 class ChannelSettingsRepository:
     def __init__(self, engine: Database) -> None:
         self._engine = engine
 
     async def policy(self, agent_id: str, guild_id: str | None, channel_id: str) -> ChannelPolicy:
+        # Both rows in one statement (one driver round trip on every message): a single-row
+        # anchor left-joined to each table, so a missing row comes back as NULLs.
+        anchor = select(literal(1).label("one")).subquery("anchor")
+        channel_row = channel_settings.alias("c")
+        guild_row = guild_settings.alias("g")
+        query = select(
+            *(column.label(f"c_{column.name}") for column in channel_row.c),
+            *(column.label(f"g_{column.name}") for column in guild_row.c),
+        ).select_from(
+            anchor.outerjoin(
+                channel_row,
+                and_(channel_row.c.agent_id == agent_id, channel_row.c.channel_id == channel_id),
+            ).outerjoin(
+                guild_row,
+                and_(
+                    guild_row.c.agent_id == agent_id,
+                    guild_row.c.guild_id == guild_id,
+                    literal(guild_id is not None),
+                ),
+            )
+        )
         async with self._engine.connect() as conn:
-            channel = (
-                await conn.execute(
-                    select(channel_settings).where(
-                        channel_settings.c.agent_id == agent_id,
-                        channel_settings.c.channel_id == channel_id,
-                    )
-                )
-            ).first()
-            guild = None
-            if guild_id is not None:
-                guild = (
-                    await conn.execute(
-                        select(guild_settings).where(
-                            guild_settings.c.agent_id == agent_id,
-                            guild_settings.c.guild_id == guild_id,
-                        )
-                    )
-                ).first()
+            row = (await conn.execute(query)).one()._mapping
+        channel = _Row(row, "c_") if row["c_agent_id"] is not None else None
+        guild = _Row(row, "g_") if row["g_agent_id"] is not None else None
         active = (guild is None or guild.active) and (channel is None or channel.active)
         chance = channel.reply_chance if channel is not None else None
         if chance is None and guild is not None:
