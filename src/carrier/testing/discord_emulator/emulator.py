@@ -169,6 +169,8 @@ class DiscordEmulator(LoopbackServer):
                 payload = world.guild_payload(
                     guild_id, full=True, members=session.has(Intent.GUILD_MEMBERS)
                 )
+                # A guild joined mid-session comes without "unavailable" (-> on_guild_join).
+                del payload["unavailable"]
                 session.append("GUILD_CREATE", payload)
                 self.gateway._spawn(self.gateway.flush(session))
         return guild

@@ -87,6 +87,8 @@ class RestApi:
             if exc.retry_after is not None:
                 response.headers["Retry-After"] = str(exc.retry_after)
                 response.headers["X-RateLimit-Scope"] = "user"
+                # discord.py takes a 429 without Via for a Cloudflare ban and gives up.
+                response.headers["Via"] = "1.1 google"
         record.status = response.status
         if isinstance(response, web.Response) and response.body is not None:
             try:

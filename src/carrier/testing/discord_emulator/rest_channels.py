@@ -220,11 +220,13 @@ def routes(emulator: DiscordEmulator) -> list[tuple[str, str, Handler]]:
         return no_content()
 
     def parse_emoji(raw: str) -> JSON:
+        """``🐟`` or ``name:id`` (discord.py also sends ``:name:id`` and ``a:name:id``)."""
         if ":" in raw:
-            name, _, emoji_id = raw.partition(":")
+            *rest, emoji_id = raw.split(":")
+            name = rest[-1] if rest else ""
             if not emoji_id.isdigit() or int(emoji_id) not in world.emojis:
                 raise errors.ApiError(400, errors.UNKNOWN_EMOJI, "Unknown Emoji")
-            return {"id": emoji_id, "name": name}
+            return {"id": emoji_id, "name": name or world.emojis[int(emoji_id)].name}
         return {"id": None, "name": raw}
 
     def emoji_key(emoji: JSON) -> str:
