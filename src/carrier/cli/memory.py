@@ -15,6 +15,7 @@ from rich.table import Table
 from carrier.bootstrap import open_memory, prepare_store
 from carrier.cli.common import ConfigOption, UserFacingError, console, run, settings_from
 from carrier.memory.api import Memory
+from carrier.memory.archive import ArchiveHit, archive_model
 from carrier.settings import Settings
 from carrier.store.facts import Fact
 
@@ -131,6 +132,88 @@ def similar(
     _with_memory(settings_from(config), agent, work)
 
 
+@app.command("search-archive")
+def search_archive(
+    query: str,
+    guild: Annotated[
+        str | None,
+        typer.Option("--guild", "-g", help="The guild to search (omit for direct messages)."),
+    ] = None,
+    channel: Annotated[
+        str | None,
+        typer.Option("--channel", "-c", help="Only this channel (required without --guild)."),
+    ] = None,
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Only this author.")] = None,
+    config: ConfigOption = None,
+    agent: AgentOption = None,
+    k: Annotated[int, typer.Option("-k", min=1, max=100)] = 10,
+    as_json: JsonOption = False,
+) -> None:
+    """Archived messages related to QUERY: full-text and vector search fused by rank."""
+    if guild is None and channel is None:
+        raise typer.BadParameter(
+            "give --guild, or --channel for a direct-message conversation", param_hint="--guild"
+        )
+
+    async def work(memory: Memory) -> list[ArchiveHit]:
+        return await memory.search_archive(
+            query, guild_id=guild, channel_id=channel, user_id=user, k=k
+        )
+
+    hits = _with_memory(settings_from(config), agent, work)
+    if as_json:
+        console.print_json(
+            json.dumps(
+                [
+                    {
+                        "archive_id": hit.archive_id,
+                        "score": round(hit.score, 6),
+                        "lexical_rank": hit.lexical_rank,
+                        "vector_rank": hit.vector_rank,
+                        "guild_id": hit.message.guild_id,
+                        "channel_id": hit.message.channel_id,
+                        "message_id": hit.message.message_id,
+                        "author_id": hit.message.author_id,
+                        "author_name": hit.message.author_name,
+                        "text": hit.message.text,
+                        "created_at": hit.message.created_at.isoformat(),
+                    }
+                    for hit in hits
+                ]
+            )
+        )
+        return
+    table = Table("score", "words", "meaning", "when", "who", "text", title=f"archive: {query!r}")
+    for hit in hits:
+        table.add_row(
+            f"{hit.score:.4f}",
+            str(hit.lexical_rank or "-"),
+            str(hit.vector_rank or "-"),
+            f"{hit.message.created_at:%Y-%m-%d %H:%M}",
+            hit.message.author_name,
+            hit.message.text,
+        )
+    console.print(table)
+
+
+@app.command("index-archive")
+def index_archive(config: ConfigOption = None, agent: AgentOption = None) -> None:
+    """Embed archived messages that have no vector of the configured model yet (the
+    scheduled back-fill does this too; running it again is harmless)."""
+
+    async def work(memory: Memory) -> int:
+        with Progress(console=console) as progress:
+            task = progress.add_task("embedding archived messages", total=None)
+
+            def advance(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total or None)
+
+            return await memory.index_archive(on_progress=advance)
+
+    written = _with_memory(settings_from(config), agent, work)
+    console.print(f"embedded {written} archived messages")
+
+
 @app.command("clear")
 def clear(
     config: ConfigOption = None,
@@ -184,6 +267,9 @@ def stats(
             "embedding_model": memory.embedder.model,
             "short_term_messages": await store.messages.count(agent_id),
             "archived_messages": await store.messages.count(agent_id, archived=True),
+            "archive_vectors": await memory.index.count(
+                agent_id, archive_model(memory.embedder.model)
+            ),
         }
 
     figures = _with_memory(settings_from(config), agent, work)
@@ -247,14 +333,18 @@ def import_(file: Path, config: ConfigOption = None, agent: AgentOption = None) 
 def reembed(config: ConfigOption = None, agent: AgentOption = None) -> None:
     """Give every fact a vector of the configured embedding model (after changing it)."""
 
-    async def work(memory: Memory) -> int:
+    async def work(memory: Memory) -> tuple[int, int]:
         with Progress(console=console) as progress:
             task = progress.add_task("re-embedding facts", total=None)
 
             def advance(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total or None)
 
-            return await memory.reembed(on_progress=advance)
+            facts = await memory.reembed(on_progress=advance)
+            task = progress.add_task("embedding archived messages", total=None)
+            archived = await memory.index_archive(on_progress=advance)
+            await memory.finish_model_change()
+            return facts, archived
 
-    done = _with_memory(settings_from(config), agent, work)
-    console.print(f"re-embedded {done} facts")
+    facts, archived = _with_memory(settings_from(config), agent, work)
+    console.print(f"re-embedded {facts} facts and {archived} archived messages")

@@ -46,9 +46,9 @@ ARCHIVE_PREFIX = "archive:"
 MIN_CHARS = 12
 MAX_EMBED_CHARS = 2000
 NOTE_CHARS = 300
-VECTOR_MIN_SIMILARITY = 0.3
+VECTOR_MIN_SIMILARITY = 0.25
 """Vector hits less similar than this (cosine) are left out: the nearest of unrelated
-messages is still unrelated (all-MiniLM-L6-v2 puts unrelated chat at ~0.0-0.2)."""
+messages is still unrelated (all-MiniLM-L6-v2 puts unrelated chat at ~0.0-0.15)."""
 
 
 def archive_model(model: str) -> str:
