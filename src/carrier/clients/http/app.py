@@ -55,6 +55,7 @@ def create_app(
     ctx.hub = ChannelHub(ws_outbox_size)
     app.state.carrier = ctx
     install_error_handlers(app)
+    app.include_router(chat.agents_router)
     app.include_router(chat.router)
     app.include_router(admin.router)
     app.include_router(health.router)

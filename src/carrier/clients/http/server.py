@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import uvicorn
@@ -46,6 +48,27 @@ def uvicorn_config(
         timeout_keep_alive=30,
         timeout_graceful_shutdown=5,
     )
+
+
+class ApiServer(uvicorn.Server):
+    """uvicorn's server, except that SIGINT/SIGTERM only ask it to stop: uvicorn would raise
+    the signal again once it stopped, killing the process before the engine has logged its
+    last replies and the store is closed."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in _STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass(slots=True)
@@ -100,6 +123,6 @@ async def serve(
         settings, store=store, engine=engine, memory=memory, llm=llm, with_memory=with_memory
     ) as parts:
         app = create_app(settings, parts.store, parts.engine, parts.memory)
-        server = uvicorn.Server(uvicorn_config(app, settings, host=host, port=port))
+        server = ApiServer(uvicorn_config(app, settings, host=host, port=port))
         log.info("serving the API on http://%s:%s", server.config.host, server.config.port)
         await server.serve()

@@ -5,23 +5,41 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.security import HTTPAuthorizationCredentials
 
-from carrier.clients.http.auth import AgentId, ChatKey, Context
+from carrier.clients.http.auth import AgentId, ChatKey, Context, authenticate, bearer
 from carrier.clients.http.chatting import say
+from carrier.clients.http.context import ApiContext
 from carrier.clients.http.errors import ERROR_RESPONSES
 from carrier.clients.http.schemas import ID_PATTERN, AgentOut, ChatMessage, ChatResult, LoggedOut
 from carrier.persona.service import load_persona
 
 router = APIRouter(prefix="/api/v1/agents/{agent_id}", tags=["chat"], responses=ERROR_RESPONSES)
+agents_router = APIRouter(tags=["chat"], responses=ERROR_RESPONSES)
 
 ChannelId = Annotated[str, Path(pattern=ID_PATTERN, description="Any channel name or id.")]
 
 
-@router.get("", response_model=AgentOut, summary="The agent this server runs")
-async def agent(ctx: Context, agent_id: AgentId, key: ChatKey) -> AgentOut:
+async def _agent(ctx: ApiContext) -> AgentOut:
     persona = await load_persona(ctx.store, ctx.agent_id)
     return AgentOut(id=ctx.agent_id, name=persona.name, nicknames=list(persona.nicknames))
+
+
+@agents_router.get(
+    "/api/v1/agents", response_model=list[AgentOut], summary="The agents this server runs"
+)
+async def agents(
+    ctx: Context,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> list[AgentOut]:
+    await authenticate(ctx, credentials.credentials if credentials else None, "chat")
+    return [await _agent(ctx)]
+
+
+@router.get("", response_model=AgentOut, summary="The agent this server runs")
+async def agent(ctx: Context, agent_id: AgentId, key: ChatKey) -> AgentOut:
+    return await _agent(ctx)
 
 
 @router.post(
