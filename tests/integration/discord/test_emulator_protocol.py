@@ -12,6 +12,7 @@ from typing import Any
 
 import discord
 import pytest
+from discord import app_commands
 from discord.ext import commands
 
 from carrier.testing.discord_emulator import DiscordEmulator, Permission
@@ -138,6 +139,18 @@ async def test_slash_command_is_synced_and_answered(emulator: DiscordEmulator) -
         name = who.display_name if who else "nobody"
         await interaction.response.send_message(f"{text} for {name}")
 
+    permissions_seen: asyncio.Queue[tuple[int, bool, str]] = asyncio.Queue()
+    settings = app_commands.Group(name="settings", description="Settings")
+    limits = app_commands.Group(name="limits", description="Limits", parent=settings)
+
+    @limits.command(name="set", description="Set a limit")
+    async def set_limit(interaction: discord.Interaction, value: int) -> None:
+        await interaction.response.send_message(f"limit {value}", ephemeral=True)
+        fetched = await interaction.original_response()  # GET .../messages/@original
+        permissions_seen.put_nowait((value, interaction.permissions.administrator, fetched.content))
+
+    bot.tree.add_command(settings, guild=discord.Object(guild.id))
+
     @bot.tree.command(name="train", description="Learn from the channel")
     async def train(interaction: discord.Interaction) -> None:
         await interaction.response.defer(thinking=True)
@@ -152,7 +165,11 @@ async def test_slash_command_is_synced_and_answered(emulator: DiscordEmulator) -
         assert guild.id not in emulator.commands
         bot.tree.copy_global_to(guild=discord.Object(guild.id))
         await bot.tree.sync(guild=discord.Object(guild.id))
-        assert sorted(c["name"] for c in emulator.commands[guild.id]) == ["echo", "train"]
+        assert sorted(c["name"] for c in emulator.commands[guild.id]) == [
+            "echo",
+            "settings",
+            "train",
+        ]
 
         echo_call = await emulator.invoke_command(
             guild.id,
@@ -177,6 +194,22 @@ async def test_slash_command_is_synced_and_answered(emulator: DiscordEmulator) -
 
         with pytest.raises(LookupError):
             await emulator.invoke_command(guild.id, general.id, alice.id, "unsynced")
+
+        # Subcommand groups; the invoker's permissions as Discord computes them.
+        for who, is_owner in ((alice.id, False), (guild.owner_id, True)):
+            call = await emulator.invoke_command(
+                guild.id,
+                general.id,
+                who,
+                "settings",
+                [{"name": "value", "value": 3}],
+                subcommand_group="limits",
+                subcommand="set",
+            )
+            assert (await call.response())["data"]["flags"] & 64  # ephemeral
+            assert call.ephemeral and call.original is not None
+            seen = await asyncio.wait_for(permissions_seen.get(), 5)
+            assert seen == (3, is_owner, "limit 3")
 
 
 async def test_moderation_follows_permissions_and_role_hierarchy(
@@ -563,9 +596,8 @@ async def test_rest_errors_rate_limits_and_bad_tokens(emulator: DiscordEmulator)
             await channel.send("x" * 2001)
         assert too_long.value.status == 400 and too_long.value.code == 50035
         with pytest.raises(discord.NotFound) as unknown_channel:
-            await bot.http.send_message(
-                123, params=discord.http.MultipartParameters({}, None, None)
-            )  # type: ignore[arg-type]
+            route = discord.http.Route("POST", "/channels/{channel_id}/messages", channel_id=123)
+            await bot.http.request(route, json={"content": "lost"})
         assert unknown_channel.value.code == 10003
         assert [m["content"] for m in emulator.messages[general.id]] == ["after a rate limit"]
 
@@ -573,3 +605,55 @@ async def test_rest_errors_rate_limits_and_bad_tokens(emulator: DiscordEmulator)
     with emulator.patch_discord(), pytest.raises(discord.LoginFailure):
         await wrong.login("not-the-token")
     await wrong.close()
+
+
+async def test_message_variants_reach_the_client_as_discord_sends_them(
+    emulator: DiscordEmulator,
+) -> None:
+    guild = emulator.add_guild("The Pub")
+    general = emulator.add_channel(guild.id, "general")
+    alice = emulator.add_user("alice")
+    bob = emulator.add_user("bob")
+    for user in (alice, bob):
+        emulator.add_member(guild.id, user.id)
+    bot = make_bot()
+    received: asyncio.Queue[discord.Message] = asyncio.Queue()
+
+    @bot.event
+    async def on_message(message: discord.Message) -> None:
+        received.put_nowait(message)
+
+    async def next_message() -> discord.Message:
+        return await asyncio.wait_for(received.get(), 5)
+
+    async with running(emulator, bot):
+        first = await emulator.send_message(general.id, alice.id, "look", attachments=2)
+        message = await next_message()
+        assert [a.filename for a in message.attachments] == ["file0.png", "file1.png"]
+
+        await emulator.send_message(
+            general.id, bob.id, "yes?", reply_to=int(first["id"]), mentions=[alice.id]
+        )
+        message = await next_message()
+        assert message.reference is not None and message.reference.message_id == int(first["id"])
+        assert message.type is discord.MessageType.reply
+        assert [m.id for m in message.mentions] == [alice.id]
+
+        await emulator.send_message(general.id, alice.id, "", sticker=True)
+        assert [s.name for s in (await next_message()).stickers] == ["wave"]
+
+        await emulator.send_message(general.id, alice.id, "hooked", webhook_id=4242)
+        message = await next_message()
+        assert message.webhook_id == 4242 and message.author.bot
+
+        await emulator.send_message(general.id, bob.id, "", type=7)
+        assert (await next_message()).type is discord.MessageType.new_member
+
+        thread_parent = bot.get_channel(general.id)
+        assert isinstance(thread_parent, discord.TextChannel)
+        starter = thread_parent.get_partial_message(int(first["id"]))
+        thread = await starter.create_thread(name="about that")
+        assert thread.id == int(first["id"])  # Discord reuses the message id
+        assert emulator.world.channels[thread.id].kind == "thread"
+        emojis = await bot.get_guild(guild.id).fetch_emojis()  # type: ignore[union-attr]
+        assert emojis == []
