@@ -47,6 +47,7 @@ def make_bot(**options: Any) -> QuickBot:
 async def emulator() -> AsyncIterator[DiscordEmulator]:
     async with DiscordEmulator(bot_name="Finnegan", token=TOKEN) as server:
         yield server
+        assert server.server_errors == []  # no request the emulator failed to read
 
 
 @contextlib.asynccontextmanager

@@ -74,6 +74,8 @@ class DiscordEmulator(LoopbackServer):
         self.reactions: list[tuple[int, int, str]] = []  # (channel, message, emoji) by the bot
         self.deleted_messages: list[JSON] = []
         self.audit_log: list[JSON] = []
+        # Tracebacks of requests the handlers could not process (answered 400 50035).
+        self.server_errors: list[str] = []
         self._returned_messages: set[str] = set()
         self._by_author: dict[str, list[JSON]] = {}  # author id -> messages, posting order
         self._author_cursor: dict[str, int] = {}
