@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from sqlalchemy import text
 from tests.integration.discord.conftest import Harness
 
 from carrier.testing.discord_emulator.model import User
@@ -347,3 +349,17 @@ async def test_unknown_user_option_gets_a_kind_answer(harness: Harness) -> None:
     seen = await run(h, h.mod, "kick", opt("member", stranger.id))
     assert ephemeral(seen) and seen["content"]
     assert "went wrong" not in seen["content"]
+
+
+async def test_unexpected_failure_gets_a_kind_answer_and_a_logged_error(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = harness
+    async with h.store.engine.begin() as conn:
+        await conn.execute(text("DROP TABLE global_state"))
+    seen = await run(h, h.owner, "admin", opt("key", "x"), group="state", sub="get")
+    assert ephemeral(seen)
+    assert seen["content"] == "Sorry, something went wrong on my side; it has been logged."
+    assert "command /admin state get failed" in caplog.text
+    assert "global_state" in caplog.text  # the details are in the log, not in the answer
+    assert "global_state" not in seen["content"]

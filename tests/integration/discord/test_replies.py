@@ -164,3 +164,21 @@ async def test_emotes_of_the_guild_are_stored(harness: Harness) -> None:
 
     assert await eventually(has_crab)
     assert await names() == {"blobfish", "crab"}
+
+
+async def test_a_new_session_after_an_invalidated_resume_still_answers_once(
+    harness: Harness,
+) -> None:
+    h = harness
+    await h.emu.disconnect(resume=False)
+    sent = await h.say(h.alice, f"<@{h.bot_id}> back again?")
+    reply = await h.bot_reply(channel_id=h.general.id)
+    assert reply["message_reference"]["message_id"] == sent["id"]
+    await h.emu.dispatch("MESSAGE_CREATE", sent, guild_id=h.guild.id)  # a duplicate
+    await h.quiet()
+    answers = [
+        m
+        for m in bot_messages(h, h.general.id)
+        if (m.get("message_reference") or {}).get("message_id") == sent["id"]
+    ]
+    assert len(answers) == 1

@@ -77,6 +77,11 @@ class EventsCog(commands.Cog, name="events"):
         except DatabaseError as exc:
             log.error("could not handle message %s: %s", message.id, exc)
             return
+        except Exception:
+            log.exception(
+                "handling message %s in channel %s failed", message.id, incoming.channel_id
+            )
+            return
         finally:
             if typing is not None:
                 typing.cancel()
