@@ -7,7 +7,11 @@ itself (no embedding function, so no model download): Carrier hands it finished 
 
 One collection per (model, dimension), cosine space, HNSW m = 16, ef_construction = 64,
 ``ef_search`` from settings; agent, user and guild are metadata filtered in the query
-(a vector without a guild is stored with ``guild_id = ""``).  Chroma's client is
+(a vector without a guild is stored with ``guild_id = ""``).  A search whose candidates are
+few - a collection of at most :data:`EXACT_UP_TO` vectors, or a search of one user's - is
+exact instead: the filtered vectors are fetched and ranked in numpy, so a small filtered set
+never loses a neighbour to the approximate graph (which, asked for all 30 of 30 filtered
+vectors, once returned 29).  Chroma's client is
 synchronous: every call runs in one dedicated worker thread, so the event loop never waits
 on Chroma's disk I/O and Chroma never sees two threads.  Embedded Chroma is meant for one
 process at a time; several bot processes should share pgvector instead.
@@ -40,6 +44,7 @@ T = TypeVar("T")
 
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
+EXACT_UP_TO = 2000
 _NO_GUILD = ""
 
 
@@ -220,24 +225,48 @@ class ChromaVectorIndex(VectorIndex):
                 allowed = sorted(guilds[0]) + ([_NO_GUILD] if guilds[1] else [])
                 clauses.append({"guild_id": {"$in": allowed}})
             where = clauses[0] if len(clauses) == 1 else {"$and": clauses}
-            result = collection.query(
-                query_embeddings=query[np.newaxis, :],
-                n_results=k,
-                where=where,
-                include=["distances"],
-            )
-            ids = result["ids"][0]
-            distances = (result["distances"] or [[]])[0]
-            hits = [
-                Hit(int(fact_id), float(min(1.0, max(-1.0, 1.0 - float(distance)))))
-                for fact_id, distance in zip(ids, distances, strict=True)
-            ]
-            hits.sort(key=lambda hit: -hit.score)
+            exact = None
+            if user_id is not None or collection.count() <= EXACT_UP_TO:
+                exact = self._exact(collection, where, query, k)
+            if exact is not None:
+                hits = exact
+            else:
+                result = collection.query(
+                    query_embeddings=query[np.newaxis, :],
+                    n_results=k,
+                    where=where,
+                    include=["distances"],
+                )
+                ids = result["ids"][0]
+                distances = (result["distances"] or [[]])[0]
+                hits = [
+                    Hit(int(fact_id), float(min(1.0, max(-1.0, 1.0 - float(distance)))))
+                    for fact_id, distance in zip(ids, distances, strict=True)
+                ]
+                hits.sort(key=lambda hit: -hit.score)
         if len(hits) < k:
             other = self._agent_dims(agent_id, model) - {dim}
             if other:
                 raise dimension_error(model, min(other), dim)
         return hits
+
+    def _exact(
+        self, collection: Any, where: dict[str, Any], query: FloatVector, k: int
+    ) -> list[Hit] | None:
+        """Exact cosine over the filtered vectors, or ``None`` when they are too many."""
+        found = collection.get(where=where, include=["embeddings"], limit=EXACT_UP_TO + 1)
+        ids = found["ids"]
+        if len(ids) > EXACT_UP_TO:
+            return None
+        if not ids:
+            return []
+        matrix = np.asarray(found["embeddings"], dtype=np.float32)
+        norms = np.linalg.norm(matrix, axis=1)
+        scores = (matrix @ query) / np.where(norms > 0, norms, 1.0)
+        top = min(k, len(ids))
+        best = np.argpartition(-scores, top - 1)[:top] if top < len(ids) else np.arange(len(ids))
+        best = best[np.argsort(-scores[best], kind="stable")]
+        return [Hit(int(ids[i]), float(min(1.0, max(-1.0, scores[i])))) for i in best]
 
     def _close(self) -> None:
         if self._client is not None:
