@@ -104,6 +104,7 @@ class Scheduler:
         self.rng = rng or random.Random()
         self.claims = claims or JobClaims(engine.store)
         self._agent = engine.agent_id
+        self._daily_seen: str | None = None
 
     # -- the maths -------------------------------------------------------------------------
 
@@ -181,8 +182,12 @@ class Scheduler:
         day = self.daily_day(now)
         if day is None:
             return None
+        if day == self._daily_seen:
+            return None  # already run or claimed elsewhere: no need to ask the database
         name = f"daily:{self._agent}:{day}"
-        if not await self.claims.claim(name, now=now, until=now + timedelta(days=2)):
+        claimed = await self.claims.claim(name, now=now, until=now + timedelta(days=2))
+        self._daily_seen = day
+        if not claimed:
             return None
         report = None
         if self.memory is not None:

@@ -186,6 +186,9 @@ class AdminCog(commands.GroupCog, name="admin", description="Bot administration"
         ):
             await answer(interaction, "Run this in a server's text channel.")
             return
+        if not channel.permissions_for(interaction.guild.me).read_message_history:
+            await answer(interaction, "I need the Read Message History permission here.")
+            return
         await interaction.response.send_message(f"Reading #{channel.name}…")
         markov = self.carrier.engine.parts.markov
         guild_id = str(interaction.guild.id)
