@@ -65,9 +65,11 @@ async function api(method, path, body) {
 
 const agentPath = (suffix = "") => `/api/v1/agents/${encodeURIComponent(state.agent?.id ?? "unknown")}${suffix}`;
 
-async function guarded(work) {
+// Runs an API call and shows its error; ``reading`` calls (the live refreshes) leave the
+// notice of the last action in place.
+async function guarded(work, { reading = false } = {}) {
   try {
-    notice("");
+    if (!reading) notice("");
     return await work();
   } catch (error) {
     notice(error.message);
@@ -227,7 +229,7 @@ function say(text) {
 // -- persona ---------------------------------------------------------------------------------
 
 async function loadPersona() {
-  const persona = await guarded(() => api("GET", agentPath("/persona")));
+  const persona = await guarded(() => api("GET", agentPath("/persona")), { reading: true });
   if (!persona) return;
   const kinds = $("#persona-kind");
   if (!kinds.options.length) {
@@ -274,7 +276,9 @@ async function removeItem(id) {
 
 async function loadPerson(userId) {
   state.person = userId;
-  const user = await guarded(() => api("GET", agentPath(`/users/${encodeURIComponent(userId)}`)));
+  const user = await guarded(() => api("GET", agentPath(`/users/${encodeURIComponent(userId)}`)), {
+    reading: true,
+  });
   $("#person").hidden = !user;
   if (!user) return;
   $("#person-summary").textContent = `${user.name} (${user.user_id}): ${user.message_count} messages since ${new Date(user.first_seen).toLocaleString()}; also known as ${user.nicknames.map((n) => n.nickname).join(", ")}`;
@@ -305,8 +309,8 @@ async function forgetFact(id) {
 
 async function loadMood() {
   const [mood, entries] = await Promise.all([
-    guarded(() => api("GET", agentPath("/mood"))),
-    guarded(() => api("GET", agentPath("/state"))),
+    guarded(() => api("GET", agentPath("/mood")), { reading: true }),
+    guarded(() => api("GET", agentPath("/state")), { reading: true }),
   ]);
   if (mood) {
     const form = $("#mood-form");
