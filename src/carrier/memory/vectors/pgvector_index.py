@@ -2,8 +2,20 @@
 
 ``embedding`` is a pgvector ``vector`` of any dimension; each dimension gets a partial HNSW
 index over ``embedding::vector(dim)`` (``vector_cosine_ops``, m = 16, ef_construction = 64),
-created the first time vectors of that dimension are stored (an index needs a fixed
-dimension, and the dimensions depend on the models configured).  A search:
+created the first time vectors of that dimension are stored (:meth:`PgVectorIndex.ensure_index`).
+
+Why at run time and not in a migration: an HNSW index needs a fixed dimension, and the
+dimensions are the configured models' (384 for the local MiniLM, 1536 or 3072 for OpenAI's,
+anything for an Ollama model), which a migration cannot know; an index for a dimension no
+model uses would only cost writes.  Why not ``CREATE INDEX CONCURRENTLY``: the index is made
+when the first vector of its dimension arrives, so the partial index covers (almost) no rows
+and builds at once; a concurrent build would instead wait for every older snapshot in the
+database - including a caller's own open transaction, a deadlock no timeout reports - and a
+failed one leaves an INVALID index behind.  So the index is created in a short transaction
+that first takes a transaction-scoped advisory lock on its name: two processes storing the
+first vectors of a dimension at once queue on the lock, and the second finds the index there
+(``IF NOT EXISTS``).  An INVALID index of that name (e.g. from an operator's concurrent build
+that failed) is dropped and built again.  A search:
 
 * with a ``user_id``: exact, over that user's vectors through the B-tree index
   (agent, model, dim, user) - a user's facts are few, and a graph search filtered down to
@@ -39,7 +51,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import DBAPIError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -146,21 +157,23 @@ class PgVectorIndex(VectorIndex):
             )
 
     async def ensure_index(self, dim: int) -> None:
-        """Create the HNSW index of one dimension unless it exists (once per process)."""
+        """Create the HNSW index of one dimension unless a valid one exists (checked once
+        per process; safe when several processes do it at once, see the module docstring)."""
+        name = hnsw_index_name(dim)
         async with self._db.connect() as conn:
-            exists = await conn.scalar(
-                text("SELECT to_regclass(:name) IS NOT NULL"), {"name": hnsw_index_name(dim)}
-            )
-        if not exists:
-            try:
-                async with self._db.begin() as conn:
+            valid = await conn.scalar(_INDEX_VALID, {"name": name})
+        if not valid:
+            async with self._db.begin() as conn:
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name}
+                )
+                state = await conn.scalar(_INDEX_VALID, {"name": name})
+                if state is False:
+                    log.warning("dropping the invalid index %s to build it again", name)
+                    await conn.execute(text(f"DROP INDEX IF EXISTS {name}"))
+                if not state:
                     await conn.execute(text(hnsw_index_sql(dim)))
-            except (ProgrammingError, DBAPIError) as exc:
-                # Two processes creating the same index at once: one wins, which is all
-                # that is needed.
-                if "already exists" not in str(exc) and "duplicate key" not in str(exc):
-                    raise
-            log.info("created the HNSW index for %d-dimensional vectors", dim)
+                    log.info("created the HNSW index for %d-dimensional vectors", dim)
         self._indexed_dims.add(dim)
 
     async def delete(self, ids: Collection[int], *, model: str | None = None) -> None:
@@ -248,6 +261,13 @@ class PgVectorIndex(VectorIndex):
 
     async def aclose(self) -> None:
         self._indexed_dims.clear()
+
+
+# NULL: no such index; else whether it is valid (usable by queries).
+_INDEX_VALID = text(
+    "SELECT i.indisvalid FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid "
+    "WHERE c.oid = to_regclass(:name)"
+)
 
 
 def _score(distance: Any) -> float:
