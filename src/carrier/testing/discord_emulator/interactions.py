@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from carrier.testing.discord_emulator.model import JSON
 
 if TYPE_CHECKING:
-    from carrier.testing.discord_emulator.emulator import DiscordEmulator
+    from carrier.testing.discord_emulator.core import EmulatorCore
 
 SUB_COMMAND, SUB_COMMAND_GROUP = 1, 2
 USER, CHANNEL, ROLE, MENTIONABLE = 6, 7, 8, 9
@@ -24,7 +24,7 @@ def _find_option(schema: list[JSON], name: str, *, kind: int | None = None) -> J
 
 
 def build_interaction(
-    emulator: DiscordEmulator,
+    emulator: EmulatorCore,
     *,
     interaction_id: int,
     token: str,
@@ -117,7 +117,7 @@ def build_interaction(
 
 
 def _resolve(
-    emulator: DiscordEmulator,
+    emulator: EmulatorCore,
     resolved: dict[str, dict[str, Any]],
     kind: int,
     target: int,

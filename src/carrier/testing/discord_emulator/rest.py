@@ -55,7 +55,6 @@ class RestApi:
 
     def __init__(self, emulator: DiscordEmulator) -> None:
         self.emulator = emulator
-        self.failures: list[InjectedFailure] = []
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         from carrier.testing.discord_emulator import (
@@ -152,14 +151,15 @@ class RestApi:
             raise errors.ApiError(401, 0, "401: Unauthorized")
 
     def _inject_failure(self, record: RecordedRequest) -> None:
-        for failure in self.failures:
+        failures = self.emulator.failures
+        for failure in failures:
             if failure.method not in ("*", record.method) or not failure.path.fullmatch(
                 record.path
             ):
                 continue
             failure.times -= 1
             if failure.times <= 0:
-                self.failures.remove(failure)
+                failures.remove(failure)
             raise errors.ApiError(
                 failure.status, failure.code, failure.message, retry_after=failure.retry_after
             )
