@@ -9,7 +9,9 @@ were made with) never stops search and never compares vectors of two models:
    (``global_state``, written by :func:`record_embedder` whenever a model is opened), loads it
    as the memory's ``previous_embedder``.  Queries are then embedded with both models; each
    fact is compared with the query vector of its own model, and the archive gives one ranking
-   per model, fused by rank.
+   per model, fused by rank.  (Two models' cosines are not on one scale, so while both are
+   in use the order between a re-embedded fact and one still waiting is approximate; each
+   fact's own similarity is right.)
 2. :func:`run_maintenance` re-embeds the facts in batches, progress logged, each fact's
    vector replaced in one write (so every fact has exactly one usable vector at every
    moment), then embeds the archived messages for the new model.
