@@ -554,6 +554,14 @@ async def test_world_changes_after_ready_reach_the_client(emulator: DiscordEmula
     async def on_guild_channel_create(channel: discord.abc.GuildChannel) -> None:
         events.put_nowait(("channel", channel.name))
 
+    @bot.event
+    async def on_reaction_add(reaction: discord.Reaction, user: discord.Member) -> None:
+        events.put_nowait(("reaction", (str(reaction.emoji), user.id, reaction.count)))
+
+    @bot.event
+    async def on_guild_remove(guild: discord.Guild) -> None:
+        events.put_nowait(("left", guild.id))
+
     async def next_event() -> tuple[str, Any]:
         return await asyncio.wait_for(events.get(), 5)
 
@@ -574,6 +582,14 @@ async def test_world_changes_after_ready_reach_the_client(emulator: DiscordEmula
         assert member.nick == "Bobby"
         fetched = await bot.fetch_guild(second.id, with_counts=True)
         assert fetched.name == "Second" and fetched.approximate_member_count == 2
+
+        late = next(c for c in emulator.world.channels.values() if c.name == "late")
+        posted = await emulator.send_message(late.id, bob.id, "react to me")
+        await emulator.add_reaction(late.id, int(posted["id"]), bob.id, "🦀")
+        assert await next_event() == ("reaction", ("🦀", bob.id, 1))
+        await emulator.remove_guild(second.id)
+        assert await next_event() == ("left", second.id)
+        assert {g.id for g in bot.guilds} == {first.id}
 
 
 async def test_rest_errors_rate_limits_and_bad_tokens(emulator: DiscordEmulator) -> None:
@@ -658,3 +674,30 @@ async def test_message_variants_reach_the_client_as_discord_sends_them(
         assert emulator.world.channels[thread.id].kind == "thread"
         emojis = await bot.get_guild(guild.id).fetch_emojis()  # type: ignore[union-attr]
         assert emojis == []
+
+
+async def test_everyone_pings_need_permission_and_allowed_mentions(
+    emulator: DiscordEmulator,
+) -> None:
+    guild = emulator.add_guild("The Pub")
+    general = emulator.add_channel(guild.id, "general")
+    bot = make_bot()
+    async with running(emulator, bot):
+        channel = bot.get_channel(general.id)
+        assert isinstance(channel, discord.TextChannel)
+        everyone = discord.AllowedMentions(everyone=True)
+        await channel.send("@everyone no permission", allowed_mentions=everyone)
+        emulator.update_role(guild.bot_role_id, permissions=int(Permission.MENTION_EVERYONE))
+        await channel.send("@everyone muted", allowed_mentions=discord.AllowedMentions.none())
+        await channel.send("@everyone listen", allowed_mentions=everyone)
+        sent = emulator.messages[general.id]
+        assert [m["mention_everyone"] for m in sent] == [False, False, True]
+        assert sent[1]["allowed_mentions"]["parse"] == []
+
+
+async def test_privileged_intents_must_be_enabled(emulator: DiscordEmulator) -> None:
+    emulator.gateway.privileged_intents_enabled = 0
+    bot = make_bot()  # asks for members and message_content
+    with emulator.patch_discord(), pytest.raises(discord.PrivilegedIntentsRequired):
+        await asyncio.wait_for(bot.start(TOKEN), timeout=10)
+    await bot.close()

@@ -107,6 +107,64 @@ class BotDriving(EmulatorCore):
             transform=requires(Intent.GUILD_MEMBERS),
         )
 
+    async def add_reaction(
+        self, channel_id: int, message_id: int, user_id: int, emoji: str | int
+    ) -> None:
+        """A user reacts: MESSAGE_REACTION_ADD. ``emoji`` is a unicode emoji or the id of
+        an emoji made with ``add_emoji``."""
+        channel = self._channel(channel_id)
+        message = self._message(channel_id, message_id)
+        if isinstance(emoji, int):
+            custom = self.world.emojis[emoji]
+            emoji_data: JSON = {"id": str(custom.id), "name": custom.name}
+        else:
+            emoji_data = {"id": None, "name": emoji}
+        reaction = next((r for r in message["reactions"] if r["emoji"] == emoji_data), None)
+        if reaction is None:
+            reaction = {
+                "count": 0,
+                "count_details": {"burst": 0, "normal": 0},
+                "me": False,
+                "me_burst": False,
+                "burst_colors": [],
+                "emoji": emoji_data,
+            }
+            message["reactions"].append(reaction)
+        reaction["count"] += 1
+        reaction["count_details"]["normal"] += 1
+        event: JSON = {
+            "user_id": str(user_id),
+            "channel_id": str(channel_id),
+            "message_id": str(message_id),
+            "message_author_id": message["author"]["id"],
+            "emoji": emoji_data,
+            "burst": False,
+            "type": 0,
+        }
+        if channel.guild_id is not None:
+            event["guild_id"] = str(channel.guild_id)
+            member = self.world.members.get((channel.guild_id, user_id))
+            if member is not None:
+                event["member"] = member.payload(self.world)
+        await self.gateway.dispatch(
+            "MESSAGE_REACTION_ADD",
+            event,
+            guild_id=channel.guild_id,
+            transform=requires(
+                Intent.GUILD_MESSAGE_REACTIONS
+                if channel.guild_id is not None
+                else Intent.DIRECT_MESSAGE_REACTIONS
+            ),
+        )
+
+    async def remove_guild(self, guild_id: int) -> None:
+        """The bot is removed from the guild: GUILD_DELETE (-> ``on_guild_remove``)."""
+        world = self.world
+        del world.guilds[guild_id]
+        for key in [k for k in world.members if k[0] == guild_id]:
+            del world.members[key]
+        await self.gateway.dispatch("GUILD_DELETE", {"id": str(guild_id)}, guild_id=guild_id)
+
     async def invoke_command(
         self,
         guild_id: int | None,

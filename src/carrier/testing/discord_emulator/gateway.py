@@ -17,6 +17,7 @@ from carrier.testing.discord_emulator.model import JSON, Intent, World
 from carrier.testing.discord_emulator.records import Changes
 
 HEARTBEAT_INTERVAL_MS = 41250
+PRIVILEGED_INTENTS = int(Intent.GUILD_MEMBERS | Intent.GUILD_PRESENCES | Intent.MESSAGE_CONTENT)
 # A per-session view of an event's data; None means this session does not get the event.
 Transform = Callable[["GatewaySession", JSON], JSON | None]
 
@@ -85,6 +86,9 @@ class Gateway:
         self.identifies = 0
         self.resumes = 0
         self.invalidated = 0
+        # The privileged intents switched on in the "developer portal"; asking for others
+        # closes the socket with 4014 (discord.py raises PrivilegedIntentsRequired).
+        self.privileged_intents_enabled = PRIVILEGED_INTENTS
         self.open = asyncio.Event()
         self.open.set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -249,6 +253,9 @@ class Gateway:
             return None
         if "intents" not in data:
             await ws.close(code=4013, message=b"Invalid intent(s).")
+            return None
+        if int(data["intents"]) & PRIVILEGED_INTENTS & ~self.privileged_intents_enabled:
+            await ws.close(code=4014, message=b"Disallowed intent(s).")
             return None
         for old in self.sessions:
             if old.shard_id == shard_id and old.shard_count == shard_count:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from carrier.testing.discord_emulator import errors
-from carrier.testing.discord_emulator.model import JSON, Channel, World, iso_now, sf
+from carrier.testing.discord_emulator.model import JSON, Channel, Permission, World, iso_now, sf
 
 USER_MENTION = re.compile(r"<@!?(\d+)>")
 ROLE_MENTION = re.compile(r"<@&(\d+)>")
@@ -49,7 +49,10 @@ class MessageFactory:
         flags: int = 0,
         nonce: Any = None,
         components: Sequence[JSON] = (),
+        everyone_allowed: bool = True,
     ) -> JSON:
+        """``everyone_allowed``: whether ``allowed_mentions`` lets @everyone/@here ping (it
+        also needs the author's MENTION_EVERYONE permission)."""
         world = self._world
         guild_id = channel.guild_id
         mention_ids = list(dict.fromkeys(mentioned))
@@ -77,7 +80,14 @@ class MessageFactory:
             "timestamp": iso_now(),
             "edited_timestamp": None,
             "tts": False,
-            "mention_everyone": "@everyone" in content or "@here" in content,
+            "mention_everyone": everyone_allowed
+            and ("@everyone" in content or "@here" in content)
+            and (
+                guild_id is None
+                or bool(
+                    world.channel_permissions(channel.id, author_id) & Permission.MENTION_EVERYONE
+                )
+            ),
             "mentions": [
                 self.user_payload_with_member(guild_id, u) for u in mention_ids if u in world.users
             ],

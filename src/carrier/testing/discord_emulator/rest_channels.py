@@ -90,6 +90,7 @@ def build_bot_message(
         flags=int(body.get("flags") or 0),
         nonce=body.get("nonce"),
         components=body.get("components") or [],
+        everyone_allowed=allowed is None or "everyone" in (allowed.get("parse") or ()),
     )
     if extra:
         message |= extra
