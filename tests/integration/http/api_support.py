@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -137,3 +138,44 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
     if code is not None:
         assert error["code"] == code
     return dict(error)
+
+
+class ThreadedApi:
+    """:func:`running_api` on an event loop of its own, in a background thread: for
+    synchronous clients (schemathesis, Playwright's sync API) that would block the test's
+    loop.  Use as a context manager; ``api`` is the running server."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.api: RunningApi | None = None
+        self._ready = threading.Event()
+        self._failed: BaseException | None = None
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._run, name="api-server", daemon=True)
+
+    def __enter__(self) -> RunningApi:
+        self._thread.start()
+        if not self._ready.wait(60) or self.api is None:
+            raise RuntimeError(f"the API server did not start: {self._failed!r}")
+        return self.api
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(60)
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            async with running_api(self.settings) as api:
+                self.api = api
+                self._ready.set()
+                await self._stop.wait()
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # reported by __enter__
+            self._failed = exc
+            self._ready.set()
