@@ -47,7 +47,8 @@ class EmulatorCore:
         self.reactions: list[tuple[int, int, str]] = []  # (channel, message, emoji) by the bot
         self.deleted_messages: list[JSON] = []
         self.audit_log: list[JSON] = []
-        # Tracebacks of requests the handlers could not process (answered 400 50035).
+        # Requests the emulator could not serve: tracebacks of bodies the handlers could not
+        # read (answered 400 50035) and routes it does not emulate (answered 404).
         self.server_errors: list[str] = []
         self.closed_dms: set[int] = set()  # users whose DMs refuse the bot (403 50007)
         self.failures: list[InjectedFailure] = []

@@ -70,6 +70,8 @@ class RestApi:
         router.add_route("*", API_PREFIX + "/{tail:.*}", self._not_found)
 
     async def _not_found(self, request: web.Request) -> web.StreamResponse:
+        # Discord's answer to an unknown route; noted, since it may be one not emulated yet.
+        self.emulator.server_errors.append(f"no emulated route: {request.method} {request.path}")
         raise errors.ApiError(404, 0, "404: Not Found")
 
     @web.middleware
