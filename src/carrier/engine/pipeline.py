@@ -440,13 +440,19 @@ class Engine:
         return changed
 
     async def acknowledge(self, reply: Reply, platform_message_id: str) -> None:
-        """The client sent ``reply`` and the platform gave it this id."""
-        pending = self._learning.get(reply.message_id)
-        if pending is not None:
-            await asyncio.shield(pending)
-        await self.store.messages.rename(
-            self.agent_id, reply.channel_id, reply.message_id, platform_message_id
+        """The client sent ``reply`` and the platform gave it this id.  The rename shares
+        the recorder's queue and transactions (after the reply's own record), so under load
+        it costs no transaction of its own."""
+        logged = LoggedMessage(
+            agent_id=self.agent_id,
+            channel_id=reply.channel_id,
+            message_id=reply.message_id,
+            author_id=self.bot_user_id,
+            author_name="",
+            text=reply.text,
+            created_at=self._clock(),
         )
+        await asyncio.shield(self.parts.recorder.rename_later(logged, platform_message_id))
         await self.parts.short_term.invalidate(self.agent_id, reply.channel_id)
 
     def markov_scope(self, msg: IncomingMessage) -> str:

@@ -40,6 +40,8 @@ class _Pending:
     message: LoggedMessage
     scope: str | None
     answers_reason: str | None
+    rename_to: str | None = None
+    """Not a record: give the logged ``message`` this platform id."""
 
 
 class Recorder:
@@ -77,17 +79,32 @@ class Recorder:
         """:meth:`record` without waiting: queued now, in order with every later record."""
         return self._commit.enqueue(_Pending(message, markov_scope, answers_reason))
 
+    def rename_later(self, message: LoggedMessage, new_message_id: str) -> asyncio.Future[Recorded]:
+        """Give a logged message (the bot's reply, logged before it was sent) its platform
+        id, in the same queue and transactions as the records: after every record queued
+        before it, without a transaction of its own."""
+        return self._commit.enqueue(_Pending(message, None, None, rename_to=new_message_id))
+
     async def _write(self, batch: Sequence[_Pending]) -> list[Recorded]:
         store = self._store
         agent_id = batch[0].message.agent_id
+        renames = [
+            (p.message.channel_id, p.message.message_id, p.rename_to)
+            for p in batch
+            if p.rename_to is not None
+        ]
+        records = [p for p in batch if p.rename_to is None]
         # Sentiment is CPU work: done before the transaction, not while holding the lock.
         sentiments = {
             index: self._relationships.sentiment(p.message.text)
             for index, p in enumerate(batch)
-            if not p.message.is_self and not p.message.author_is_bot and p.message.text.strip()
+            if p.rename_to is None
+            and not p.message.is_self
+            and not p.message.author_is_bot
+            and p.message.text.strip()
         }
         async with store.engine.begin() as conn:
-            new_keys = await store.messages.insert_many_in(conn, [p.message for p in batch])
+            new_keys = await store.messages.insert_many_in(conn, [p.message for p in records])
             claimed: set[tuple[str, str]] = set()
             fresh: list[bool] = []
             sightings: list[Sighting] = []
@@ -96,6 +113,10 @@ class Recorder:
             learn: dict[str, list[str]] = {}
             answered: list[tuple[str, str, str]] = []
             for index, pending in enumerate(batch):
+                if pending.rename_to is not None:
+                    # Renamed after this batch's inserts (a reply may be logged in it).
+                    fresh.append(True)
+                    continue
                 message = pending.message
                 key = (message.channel_id, message.message_id)
                 is_new = key in new_keys and key not in claimed
@@ -143,9 +164,14 @@ class Recorder:
             for scope, texts in learn.items():
                 await self._markov.learn_texts_in(conn, agent_id, scope, texts)
             await store.messages.mark_answered_in(conn, agent_id, answered)
+            await store.messages.rename_many_in(conn, agent_id, renames)
         if self._mirror is not None:
             await self._mirror.add(
-                [p.message for p, is_new in zip(batch, fresh, strict=True) if is_new]
+                [
+                    p.message
+                    for p, is_new in zip(batch, fresh, strict=True)
+                    if is_new and p.rename_to is None
+                ]
             )
         return [
             Recorded(is_new, after[observed_at[i]] if i in observed_at else None)

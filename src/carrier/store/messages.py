@@ -125,6 +125,15 @@ _MARK_ANSWERED = (
     )
     .values(answered_reason=bindparam("a_reason"))
 )
+_RENAME = (
+    update(short_term_messages)
+    .where(
+        short_term_messages.c.agent_id == bindparam("r_agent"),
+        short_term_messages.c.channel_id == bindparam("r_channel"),
+        short_term_messages.c.message_id == bindparam("r_old"),
+    )
+    .values(message_id=bindparam("r_new"))
+)
 
 
 class MessageLogRepository:
@@ -183,6 +192,20 @@ class MessageLogRepository:
                 [
                     {"a_agent": agent_id, "a_channel": c, "a_message": m, "a_reason": r}
                     for c, m, r in answered
+                ],
+            )
+
+    async def rename_many_in(
+        self, conn: AsyncConnection, agent_id: str, renames: Sequence[tuple[str, str, str]]
+    ) -> None:
+        """Give logged messages their platform ids in the caller's transaction:
+        (channel_id, message_id, new_message_id) each."""
+        if renames:
+            await conn.execute(
+                _RENAME,
+                [
+                    {"r_agent": agent_id, "r_channel": c, "r_old": old, "r_new": new}
+                    for c, old, new in renames
                 ],
             )
 
