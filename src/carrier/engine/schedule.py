@@ -194,6 +194,7 @@ class Scheduler:
             try:
                 report = await self.memory.consolidate(now)
                 log.info("consolidated %s: %s", day, asdict(report))
+                self.engine.consolidated(asdict(report))
             except Exception:
                 # The day's status still changes; consolidation is crash-safe and the next
                 # day's run picks up what this one left in the log.

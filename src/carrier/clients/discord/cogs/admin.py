@@ -8,6 +8,7 @@ message.
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from typing import Literal
 
 import discord
@@ -165,6 +166,7 @@ class AdminCog(commands.GroupCog, name="admin", description="Bot administration"
         if report.skipped_locked:
             await answer(interaction, "A consolidation is already running; try again later.")
             return
+        self.carrier.engine.consolidated(asdict(report))
         await answer(
             interaction,
             f"Archived {report.messages_archived} messages; {report.facts_new} new facts, "
