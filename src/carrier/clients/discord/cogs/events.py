@@ -39,6 +39,11 @@ def can_send(channel: discord.abc.Messageable, me: discord.Member | None) -> boo
     return permissions.send_messages
 
 
+def _log_send_failure(channel: discord.abc.Messageable, exc: discord.HTTPException) -> None:
+    where = getattr(channel, "id", "?")
+    log.warning("could not send in channel %s (%s %s): %s", where, exc.status, exc.code, exc.text)
+
+
 class EventsCog(commands.Cog, name="events"):
     typing_delay: float = TYPING_DELAY_SECONDS
 
@@ -97,17 +102,14 @@ class EventsCog(commands.Cog, name="events"):
             first = await message.channel.send(
                 pieces[0], reference=reference, allowed_mentions=reply_mentions(message.author)
             )
+        except discord.HTTPException as exc:
+            _log_send_failure(message.channel, exc)
+            return
+        try:
             for piece in pieces[1:]:
                 await message.channel.send(piece)
         except discord.HTTPException as exc:
-            log.warning(
-                "could not send reply in channel %s (%s %s): %s",
-                message.channel.id,
-                exc.status,
-                exc.code,
-                exc.text,
-            )
-            return
+            _log_send_failure(message.channel, exc)
         try:
             await self.engine.acknowledge(reply, str(first.id))
         except DatabaseError as exc:
