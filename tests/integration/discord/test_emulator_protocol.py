@@ -701,3 +701,57 @@ async def test_privileged_intents_must_be_enabled(emulator: DiscordEmulator) -> 
     with emulator.patch_discord(), pytest.raises(discord.PrivilegedIntentsRequired):
         await asyncio.wait_for(bot.start(TOKEN), timeout=10)
     await bot.close()
+
+
+async def test_channel_permissions_agree_with_discord_py(emulator: DiscordEmulator) -> None:
+    """The emulator's permission arithmetic (which decides its 403s) and discord.py's own
+    ``permissions_for`` are separate implementations of Discord's rules: they must agree."""
+    guild = emulator.add_guild("The Pub")
+    general = emulator.add_channel(guild.id, "general")
+    staff = emulator.add_channel(guild.id, "staff")
+    helpers = emulator.add_role(guild.id, "helpers", permissions=int(Permission.MANAGE_MESSAGES))
+    admins = emulator.add_role(guild.id, "admins", permissions=int(Permission.ADMINISTRATOR))
+    alice, bob, carol = (emulator.add_user(n) for n in ("alice", "bob", "carol"))
+    emulator.add_member(guild.id, alice.id)
+    emulator.add_member(guild.id, bob.id, roles=[helpers.id])
+    emulator.add_member(guild.id, carol.id, roles=[admins.id])
+    send, view = int(Permission.SEND_MESSAGES), int(Permission.VIEW_CHANNEL)
+    emulator.add_overwrite(general.id, guild.id, deny=send)  # @everyone may not talk...
+    emulator.add_overwrite(general.id, helpers.id, allow=send)  # ...but helpers may
+    emulator.add_overwrite(general.id, bob.id, deny=int(Permission.ADD_REACTIONS))
+    emulator.add_overwrite(staff.id, guild.id, deny=view)
+    emulator.add_overwrite(staff.id, emulator.bot_user_id, allow=view)
+    bot = make_bot()
+    updated: asyncio.Queue[int] = asyncio.Queue()
+
+    @bot.event
+    async def on_member_update(before: discord.Member, after: discord.Member) -> None:
+        updated.put_nowait(after.id)
+
+    async with running(emulator, bot):
+        pub = bot.get_guild(guild.id)
+        assert pub is not None
+
+        def assert_agree() -> None:
+            for channel_id in (general.id, staff.id):
+                channel = pub.get_channel(channel_id)
+                assert isinstance(channel, discord.TextChannel)
+                users = (alice.id, bob.id, carol.id, guild.owner_id, emulator.bot_user_id)
+                for user_id in users:
+                    member = pub.get_member(user_id)
+                    assert member is not None
+                    expected = channel.permissions_for(member).value
+                    assert emulator.world.channel_permissions(channel_id, user_id) == expected
+
+        assert_agree()
+        assert not emulator.world.channel_permissions(general.id, alice.id) & send
+        assert emulator.world.channel_permissions(general.id, bob.id) & send
+        assert emulator.world.channel_permissions(staff.id, emulator.bot_user_id) & view
+
+        later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=10)
+        await emulator.update_member(
+            guild.id, bob.id, communication_disabled_until=later.isoformat()
+        )
+        assert await asyncio.wait_for(updated.get(), 5) == bob.id
+        assert_agree()  # a timeout leaves only VIEW_CHANNEL and READ_MESSAGE_HISTORY
+        assert not emulator.world.channel_permissions(general.id, bob.id) & send

@@ -4,6 +4,7 @@ or after the bot connects (afterwards the matching gateway events are sent)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from carrier.testing.discord_emulator.core import EmulatorCore
 from carrier.testing.discord_emulator.gateway import requires
@@ -151,6 +152,23 @@ class WorldBuilding(EmulatorCore):
             )
         else:
             self.gateway.dispatch_nowait("CHANNEL_CREATE", payload, guild_id=guild_id)
+        return channel
+
+    def add_overwrite(
+        self, channel_id: int, target_id: int, *, allow: int = 0, deny: int = 0
+    ) -> Channel:
+        """Set the channel's permission overwrite for a role (``target_id`` a role of the
+        guild; the guild id is @everyone) or a member; dispatches CHANNEL_UPDATE."""
+        channel = self.world.channels[channel_id]
+        if channel.guild_id is None or channel.is_thread:
+            raise ValueError("overwrites belong to guild channels (threads use their parent's)")
+        role = self.world.roles.get(target_id)
+        kind: Literal[0, 1] = 0 if role is not None and role.guild_id == channel.guild_id else 1
+        channel.overwrites = [o for o in channel.overwrites if o.id != target_id]
+        channel.overwrites.append(Overwrite(target_id, kind, allow=allow, deny=deny))
+        self.gateway.dispatch_nowait(
+            "CHANNEL_UPDATE", channel.payload(self.world), guild_id=channel.guild_id
+        )
         return channel
 
     def add_member(

@@ -27,6 +27,7 @@ CHANNEL_TYPES: dict[str, int] = {
     "forum": 15,
 }
 THREAD_KINDS = frozenset({"thread", "private_thread"})
+TEXT_KINDS = frozenset({"text", "news", "forum", "thread", "private_thread"})
 
 
 class Permission(enum.IntFlag):
@@ -42,6 +43,7 @@ class Permission(enum.IntFlag):
     VIEW_AUDIT_LOG = 1 << 7
     VIEW_CHANNEL = 1 << 10
     SEND_MESSAGES = 1 << 11
+    SEND_TTS_MESSAGES = 1 << 12
     MANAGE_MESSAGES = 1 << 13
     EMBED_LINKS = 1 << 14
     ATTACH_FILES = 1 << 15
@@ -64,7 +66,18 @@ class Permission(enum.IntFlag):
     SEND_POLLS = 1 << 49
 
 
-ALL_PERMISSIONS = (1 << 53) - 1
+# The sets discord.py uses (Permissions.all(), .all_channel(), .voice()), so that the
+# emulator's answers and the client's own permission checks agree.
+ALL_PERMISSIONS = 8_866_461_766_385_663
+ALL_CHANNEL_PERMISSIONS = 8_555_290_110_197_585
+VOICE_PERMISSIONS = 321_607_217_185_536
+TIMEOUT_KEEPS = int(Permission.VIEW_CHANNEL | Permission.READ_MESSAGE_HISTORY)
+NEED_SEND_MESSAGES = int(
+    Permission.SEND_TTS_MESSAGES
+    | Permission.MENTION_EVERYONE
+    | Permission.EMBED_LINKS
+    | Permission.ATTACH_FILES
+)
 DEFAULT_EVERYONE_PERMISSIONS = int(
     Permission.VIEW_CHANNEL
     | Permission.SEND_MESSAGES
@@ -417,7 +430,7 @@ class World:
 
     # permissions -------------------------------------------------------------------------
 
-    def base_permissions(self, guild_id: int, user_id: int) -> int:
+    def _role_permissions(self, guild_id: int, user_id: int) -> int:
         guild = self.guilds[guild_id]
         if user_id == guild.owner_id:
             return ALL_PERMISSIONS
@@ -431,35 +444,62 @@ class World:
             return ALL_PERMISSIONS
         return perms
 
+    def _timed_out(self, guild_id: int, user_id: int) -> bool:
+        member = self.members.get((guild_id, user_id))
+        if member is None or member.communication_disabled_until is None:
+            return False
+        until = datetime.fromisoformat(member.communication_disabled_until)
+        if until.tzinfo is None:
+            until = until.replace(tzinfo=UTC)
+        return until > datetime.now(UTC)
+
+    def base_permissions(self, guild_id: int, user_id: int) -> int:
+        """Guild-wide permissions: @everyone and the member's roles; everything for the owner
+        and administrators; only VIEW_CHANNEL and READ_MESSAGE_HISTORY while timed out."""
+        perms = self._role_permissions(guild_id, user_id)
+        if perms != ALL_PERMISSIONS and self._timed_out(guild_id, user_id):
+            perms &= TIMEOUT_KEEPS
+        return perms
+
     def channel_permissions(self, channel_id: int, user_id: int) -> int:
-        """Discord's algorithm: base permissions, then the @everyone, role and member
-        overwrites of the channel (of the parent channel for a thread)."""
+        """Discord's algorithm, step for step as discord.py's ``permissions_for``: base
+        permissions, the @everyone, role and member overwrites of the channel (of the parent
+        for a thread), the timeout mask, then the implicit rules (no SEND_MESSAGES: no embeds,
+        files, TTS or @everyone; no VIEW_CHANNEL: no channel permissions) and, in text
+        channels, no voice permissions."""
         channel = self.channels[channel_id]
         if channel.guild_id is None:
             return DEFAULT_EVERYONE_PERMISSIONS
-        perms = self.base_permissions(channel.guild_id, user_id)
-        if perms == ALL_PERMISSIONS:
-            return perms
-        source = (
-            self.channels[channel.parent_id] if channel.is_thread and channel.parent_id else channel
-        )
-        member = self.members.get((channel.guild_id, user_id))
-        member_roles = set(member.roles) if member else set()
-        overwrites = source.overwrites
-        for o in overwrites:
-            if o.type == 0 and o.id == channel.guild_id:
-                perms = (perms & ~o.deny) | o.allow
-        allow = deny = 0
-        for o in overwrites:
-            if o.type == 0 and o.id in member_roles:
-                allow |= o.allow
-                deny |= o.deny
-        perms = (perms & ~deny) | allow
-        for o in overwrites:
-            if o.type == 1 and o.id == user_id:
-                perms = (perms & ~o.deny) | o.allow
+        perms = self._role_permissions(channel.guild_id, user_id)
+        if perms != ALL_PERMISSIONS:
+            source = (
+                self.channels[channel.parent_id]
+                if channel.is_thread and channel.parent_id
+                else channel
+            )
+            member = self.members.get((channel.guild_id, user_id))
+            member_roles = set(member.roles) if member else set()
+            overwrites = source.overwrites
+            for o in overwrites:
+                if o.type == 0 and o.id == channel.guild_id:
+                    perms = (perms & ~o.deny) | o.allow
+            allow = deny = 0
+            for o in overwrites:
+                if o.type == 0 and o.id in member_roles:
+                    allow |= o.allow
+                    deny |= o.deny
+            perms = (perms & ~deny) | allow
+            for o in overwrites:
+                if o.type == 1 and o.id == user_id:
+                    perms = (perms & ~o.deny) | o.allow
+            if self._timed_out(channel.guild_id, user_id):
+                perms &= TIMEOUT_KEEPS
+        if not perms & Permission.SEND_MESSAGES:
+            perms &= ~NEED_SEND_MESSAGES
         if not perms & Permission.VIEW_CHANNEL:
-            return 0
+            perms &= ~ALL_CHANNEL_PERMISSIONS
+        if channel.kind in TEXT_KINDS:
+            perms &= ~VOICE_PERMISSIONS
         return perms
 
     def top_role_position(self, guild_id: int, user_id: int) -> int:
