@@ -39,15 +39,18 @@ def _with_memory(
 
     async def main() -> T:
         from carrier.memory.embeddings.base import EmbeddingError
+        from carrier.memory.vectors.base import VectorIndexUnavailable
 
         store = await prepare_store(settings)
         try:
             try:
                 memory = await open_memory(settings, store)
-            except EmbeddingError as exc:
+            except (EmbeddingError, VectorIndexUnavailable) as exc:
                 raise UserFacingError(str(exc)) from None
             try:
                 return await work(memory)
+            except VectorIndexUnavailable as exc:
+                raise UserFacingError(str(exc)) from None
             finally:
                 await memory.aclose()
         finally:
@@ -240,15 +243,28 @@ def clear(
 
 
 @app.command("init")
-def init(config: ConfigOption = None, agent: AgentOption = None) -> None:
+def init(
+    config: ConfigOption = None,
+    agent: AgentOption = None,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="Write every vector again, archived messages included (after the vector "
+            "store was lost or unavailable).",
+        ),
+    ] = False,
+) -> None:
     """Prepare memory: migrate the database, load (and on first use build) the embedding
     model, and bring the vector index up to date."""
 
     async def work(memory: Memory) -> int:
-        return await memory.sync_index()
+        if rebuild:
+            return await memory.rebuild_index()
+        return await memory.sync_index() + await memory.index_archive()
 
     synced = _with_memory(settings_from(config), agent, work)
-    console.print(f"memory ready; {synced} fact vectors in the index")
+    console.print(f"memory ready; {synced} vectors written to the index")
 
 
 @app.command("stats")

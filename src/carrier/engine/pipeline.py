@@ -150,7 +150,8 @@ class Engine:
         """
         try:
             return await self._handle(message)
-        except DBAPIError as exc:
+        except (DBAPIError, ConnectionError, FileNotFoundError) as exc:
+            # asyncpg raises plain OSErrors when the server is gone (refused; no socket).
             raise explain(exc, self.store.engine.url.render_as_string()) from exc
 
     async def _handle(self, message: IncomingMessage) -> Outcome:

@@ -26,19 +26,22 @@ import json
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from sqlalchemy.exc import DBAPIError
 
 from carrier.memory.archive import ArchiveHit, ArchiveVectors, archive_model
 from carrier.memory.consolidation import ConsolidationReport, Consolidator, FactExtractor
 from carrier.memory.embeddings.base import Embedder
 from carrier.memory.long_term import ContradictionJudge, LongTermMemory, RankedFact, Remembered
 from carrier.memory.people import Forgotten, WhatIKnow, forget_user, retract_message, what_i_know
-from carrier.memory.vectors.base import VectorIndex, VectorItem
+from carrier.memory.vectors.base import VectorIndex, VectorIndexUnavailable, VectorItem
 from carrier.store.archive import ArchiveRepository
+from carrier.store.database import explain
 from carrier.store.facts import Fact, NewFact
 from carrier.store.messages import LoggedMessage
 from carrier.store.store import Store
@@ -95,6 +98,7 @@ class Memory:
         self._queries: OrderedDict[tuple[str, str], asyncio.Task[np.ndarray]] = OrderedDict()
         self._maintenance: asyncio.Task[None] | None = None
         self._closers = list(closers)
+        self._index_stale = False
 
     # -- query vectors ---------------------------------------------------------------------
 
@@ -129,7 +133,7 @@ class Memory:
     async def add_messages(self, messages: Sequence[LoggedMessage]) -> int:
         """Log messages into the short-term log (replays are skipped); returns how many
         were new."""
-        async with self.store.engine.begin() as conn:
+        async with self._database(), self.store.engine.begin() as conn:
             return len(await self.store.messages.insert_many_in(conn, messages))
 
     async def add_fact(
@@ -142,7 +146,10 @@ class Memory:
         at: datetime | None = None,
         source_message_id: str | None = None,
     ) -> Remembered:
-        """Write one fact with de-duplication (a similar fact is reinforced instead)."""
+        """Write one fact with de-duplication (a similar fact is reinforced instead).
+
+        The database holds the fact when this returns; when the vector index cannot take its
+        vector now, a warning is logged and the background maintenance indexes it later."""
         text = " ".join(fact.split())
         if not text:
             raise ValueError("a fact needs some text")
@@ -157,22 +164,16 @@ class Memory:
             guild_id=guild_id,
             source_message_id=source_message_id,
         )
-        verdict = await self.long_term.judge(self.agent_id, new, vector)
-        async with self.store.engine.begin() as conn:
-            result = await self.long_term.remember_in(conn, self.agent_id, new, vector, verdict)
+        async with self._database():
+            verdict = await self.long_term.judge(self.agent_id, new, vector)
+            async with self.store.engine.begin() as conn:
+                result = await self.long_term.remember_in(conn, self.agent_id, new, vector, verdict)
         if result.outcome != "reinforced":
-            await self.index.upsert(
-                [
-                    VectorItem(
-                        result.fact_id,
-                        self.agent_id,
-                        user_id,
-                        guild_id,
-                        self.embedder.model,
-                        vector,
-                    )
-                ]
+            item = VectorItem(
+                result.fact_id, self.agent_id, user_id, guild_id, self.embedder.model, vector
             )
+            async with self._index_may_fail("a new fact"):
+                await self.index.upsert([item])
         return result
 
     async def delete_facts(self, ids: Sequence[int]) -> int:
@@ -188,15 +189,17 @@ class Memory:
         """This user's facts for the prompt, ranked by similarity, references and recency;
         learned in ``guild_id`` only unless sharing across guilds is configured."""
         guilds = None if self._share or guild_id is None else [guild_id, None]
-        return await self.long_term.facts_for(
-            self.agent_id,
-            user_id,
-            query,
-            guild_ids=guilds,
-            k=k,
-            now=datetime.now(UTC),
-            query_vectors=await self.query_vectors(query),
-        )
+        vectors = await self.query_vectors(query)
+        async with self._database():
+            return await self.long_term.facts_for(
+                self.agent_id,
+                user_id,
+                query,
+                guild_ids=guilds,
+                k=k,
+                now=datetime.now(UTC),
+                query_vectors=vectors,
+            )
 
     async def search_archive(
         self,
@@ -212,14 +215,15 @@ class Memory:
         ``user_id`` narrow the search; outside a guild (``guild_id`` None) ``channel_id`` is
         required.  ``k`` defaults to ``memory.archive_results``."""
         vectors = await self.query_vectors(query)
-        return await self.archive.search(
-            query,
-            vectors,
-            guild_id=guild_id,
-            channel_id=channel_id,
-            user_id=user_id,
-            k=k if k is not None else max(1, self.archive_results),
-        )
+        async with self._database():
+            return await self.archive.search(
+                query,
+                vectors,
+                guild_id=guild_id,
+                channel_id=channel_id,
+                user_id=user_id,
+                k=k if k is not None else max(1, self.archive_results),
+            )
 
     async def related_archive(
         self,
@@ -295,8 +299,10 @@ class Memory:
     async def consolidate(self, now: datetime | None = None) -> ConsolidationReport:
         """Move the log into facts and the archive (crash-safe, idempotent), then bring the
         vector index up to date with the facts it wrote."""
-        report = await self._consolidator.consolidate(self.agent_id, now or datetime.now(UTC))
-        await self.sync_index()
+        async with self._database():
+            report = await self._consolidator.consolidate(self.agent_id, now or datetime.now(UTC))
+            async with self._index_may_fail("consolidated facts"):
+                await self.sync_index()
         return report
 
     async def index_archive(
@@ -307,7 +313,43 @@ class Memory:
     ) -> int:
         """Embed archived messages that have no vector of the configured model yet (the
         embedding back-fill; idempotent).  Returns how many vectors were written."""
-        return await self.archive.backfill(self.embedder, limit=limit, on_progress=on_progress)
+        async with self._database():
+            return await self.archive.backfill(self.embedder, limit=limit, on_progress=on_progress)
+
+    @property
+    def index_stale(self) -> bool:
+        """The vector index missed writes while it was unavailable (maintenance catches up)."""
+        return self._index_stale
+
+    async def rebuild_index(self) -> int:
+        """Write every current fact's and archived message's vector into the index again
+        (after it was unavailable, or lost); idempotent.  Returns the vectors written."""
+        self._index_stale = False
+        try:
+            facts = await self.sync_index()
+            await self.archive.reset(self.embedder.model)
+            return facts + await self.index_archive()
+        except BaseException:
+            self._index_stale = True
+            raise
+
+    @asynccontextmanager
+    async def _database(self) -> AsyncIterator[None]:
+        """Driver and connection errors become one clear DatabaseError (no password)."""
+        try:
+            yield
+        except (DBAPIError, OSError) as exc:
+            raise explain(exc, self.store.engine.url.render_as_string(hide_password=False)) from exc
+
+    @asynccontextmanager
+    async def _index_may_fail(self, what: str) -> AsyncIterator[None]:
+        """The database holds the truth: a vector index that cannot be written now is
+        reported and caught up with later, never a reason to fail the write."""
+        try:
+            yield
+        except VectorIndexUnavailable as exc:
+            self._index_stale = True
+            log.warning("vector index unavailable, %s will be indexed later: %s", what, exc)
 
     async def start_background_maintenance(self, *, interval: float = 600.0) -> asyncio.Task[None]:
         """Start (once) the background task of a running bot: a change of embedding model

@@ -167,11 +167,20 @@ class ArchiveVectors:
             for model, vector in query_vectors.items()
             if usable(vector)
         ]
-        lexical_ids, vector_hits = await asyncio.gather(lexical, asyncio.gather(*searches))
-        vector_rankings = [
-            [-hit.id for hit in hits if hit.id < 0 and hit.score >= self._min_similarity]
-            for hits in vector_hits
-        ]
+        lexical_ids, vector_results = await asyncio.gather(
+            lexical, asyncio.gather(*searches, return_exceptions=True)
+        )
+        vector_rankings = []
+        for result in vector_results:
+            if isinstance(result, BaseException):
+                # The vector index is down (Chroma's folder gone, ...): words alone answer.
+                if isinstance(result, asyncio.CancelledError):
+                    raise result
+                log.warning("archive vector search failed, using words only: %s", result)
+                continue
+            vector_rankings.append(
+                [-hit.id for hit in result if hit.id < 0 and hit.score >= self._min_similarity]
+            )
         scores = fuse([lexical_ids, *vector_rankings])
         if not scores:
             return []
@@ -210,6 +219,11 @@ class ArchiveVectors:
     async def watermark(self, model: str) -> int:
         value = await self._state.get(self._agent_id, watermark_key(model))
         return int(value) if value else 0
+
+    async def reset(self, model: str) -> None:
+        """Start the back-fill of ``model`` from the beginning (after the index lost vectors;
+        writing a vector again is harmless)."""
+        await self._state.delete(self._agent_id, watermark_key(model))
 
     async def pending(self, model: str) -> int:
         """Archived messages not yet looked at by the back-fill of ``model``."""

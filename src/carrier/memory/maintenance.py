@@ -131,9 +131,13 @@ def progress_logger(what: str) -> Callable[[int, int], None]:
 
 
 async def maintain_once(memory: Memory) -> None:
-    """One round: finish a change of model if one is under way, then embed whatever was
-    archived since the last round."""
+    """One round: rebuild the vector index if it missed writes while unavailable, finish a
+    change of model if one is under way, then embed whatever was archived since the last
+    round."""
     model = memory.embedder.model
+    if memory.index_stale:
+        log.info("the vector index missed writes while unavailable; rebuilding it")
+        log.info("rebuilt the vector index: %d vectors", await memory.rebuild_index())
     pending = await memory.needs_reembedding()
     if pending:
         log.info(

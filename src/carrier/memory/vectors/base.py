@@ -55,6 +55,12 @@ MAX_MODEL_NAME = 200
 MAX_DIMENSIONS = 16_000  # pgvector's limit for a stored vector
 
 
+class VectorIndexUnavailable(RuntimeError):
+    """The backend cannot be used (now): its storage is gone, unwritable or unreachable.  The
+    message names it and says what to do; the facts themselves are safe in the database, and
+    ``Memory.rebuild_index`` (``carrier memory init --rebuild``) rebuilds the vectors from there."""
+
+
 @dataclass(frozen=True, slots=True)
 class VectorItem:
     """One fact's vector, with what a search filters on."""

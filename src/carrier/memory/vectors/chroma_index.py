@@ -15,11 +15,18 @@ vectors, once returned 29).  Chroma's client is
 synchronous: every call runs in one dedicated worker thread, so the event loop never waits
 on Chroma's disk I/O and Chroma never sees two threads.  Embedded Chroma is meant for one
 process at a time; several bot processes should share pgvector instead.
+
+A folder that cannot be used at start (not a folder, not writable) raises
+:class:`~carrier.memory.vectors.base.VectorIndexUnavailable` naming ``vectors.chroma_path``;
+a Chroma failure later (its files deleted or unwritable under a running bot) raises it too,
+and the client is opened afresh on the next call, so the index recovers once the folder is
+usable again (its vectors are then rebuilt from the database by ``Memory.rebuild_index``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +39,7 @@ from carrier.memory.vectors.base import (
     FloatVector,
     Hit,
     VectorIndex,
+    VectorIndexUnavailable,
     VectorItem,
     VectorLike,
     check_model,
@@ -48,8 +56,23 @@ EXACT_UP_TO = 2000
 _NO_GUILD = ""
 
 
-class ChromaUnavailableError(RuntimeError):
+class ChromaUnavailableError(VectorIndexUnavailable):
     """chromadb is not installed."""
+
+
+def _check_folder(path: Path) -> None:
+    """The Chroma folder exists (created when missing) and is writable, or a clear error."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".carrier-write-check"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise VectorIndexUnavailable(
+            f"cannot use {path} for the Chroma vector database (vectors.chroma_path): "
+            f"{exc.strerror or exc}; point vectors.chroma_path at a writable folder, or set "
+            "vectors.backend to sqlite or pgvector"
+        ) from None
 
 
 def collection_name(model: str, dim: int) -> str:
@@ -70,6 +93,7 @@ class ChromaVectorIndex(VectorIndex):
                 "(or set vectors.backend to sqlite or pgvector)"
             ) from None
         self.path = Path(path)
+        _check_folder(self.path)
         self.ef_search = ef_search
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="carrier-chroma")
         self._client: Any = None
@@ -85,7 +109,30 @@ class ChromaVectorIndex(VectorIndex):
         if self._closed:
             raise RuntimeError("this Chroma vector index is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, function, *args)
+        try:
+            return await loop.run_in_executor(self._thread, function, *args)
+        except (ValueError, VectorIndexUnavailable):
+            raise  # the contract's own errors
+        except Exception as exc:
+            from chromadb.errors import ChromaError
+
+            if not isinstance(exc, ChromaError | OSError):
+                raise
+            # Open the client afresh next time: this one may be holding deleted files.
+            await loop.run_in_executor(self._thread, self._forget_client)
+            raise VectorIndexUnavailable(
+                f"the Chroma database in {self.path} (vectors.chroma_path) failed: "
+                f"{' '.join(str(exc).split())[:300]}; check that the folder exists and is "
+                "writable. The facts are safe in the database; `carrier memory init --rebuild` "
+                "rebuilds the vectors"
+            ) from exc
+
+    def _forget_client(self) -> None:
+        self._collections.clear()
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):  # already broken; being replaced anyway
+                client.close()
 
     # --- in the worker thread ------------------------------------------------------------
 
@@ -94,7 +141,7 @@ class ChromaVectorIndex(VectorIndex):
             import chromadb
             from chromadb.config import Settings as ChromaSettings
 
-            self.path.mkdir(parents=True, exist_ok=True)
+            _check_folder(self.path)
             self._client = chromadb.PersistentClient(
                 path=str(self.path),
                 settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False),
