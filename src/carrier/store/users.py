@@ -155,6 +155,37 @@ class UserRepository:
             )
         return None if user_id is None else await self.get(agent_id, user_id)
 
+    async def note_nickname(
+        self, agent_id: str, user_id: str, nickname: str, seen_at: datetime
+    ) -> bool:
+        """A name seen outside a message (a nickname change) joins the nickname history of a
+        user already known; False (nothing stored) for someone the bot has not met."""
+        nickname = nickname.strip()[:200]
+        if not nickname:
+            return False
+        _, nickname_upsert = _upserts(self._engine.dialect.name)
+        async with self._engine.begin() as conn:
+            known = await conn.scalar(
+                select(users.c.user_id).where(
+                    users.c.agent_id == agent_id, users.c.user_id == user_id
+                )
+            )
+            if known is None:
+                return False
+            await conn.execute(
+                nickname_upsert,
+                [
+                    {
+                        "agent_id": agent_id,
+                        "user_id": user_id,
+                        "nickname": nickname,
+                        "first_seen": seen_at,
+                        "last_seen": seen_at,
+                    }
+                ],
+            )
+        return True
+
     async def nicknames(self, agent_id: str, user_id: str) -> list[Nickname]:
         async with self._engine.connect() as conn:
             rows = await conn.execute(

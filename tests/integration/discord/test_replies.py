@@ -182,3 +182,20 @@ async def test_a_new_session_after_an_invalidated_resume_still_answers_once(
         if (m.get("message_reference") or {}).get("message_id") == sent["id"]
     ]
     assert len(answers) == 1
+
+
+async def test_nickname_changes_join_the_nickname_history(harness: Harness) -> None:
+    h = harness
+    agent = h.carrier.agent_id
+    await h.say(h.alice, "hello all")
+    await h.quiet(0.1)
+    await h.emu.update_member(h.guild.id, h.alice.id, nick="Alicia")
+    await h.emu.update_member(h.guild.id, h.bob.id, nick="Bobby")  # never spoke: not stored
+
+    async def renamed() -> bool:
+        names = [n.nickname for n in await h.store.users.nicknames(agent, str(h.alice.id))]
+        return names == ["Ali", "Alicia"]
+
+    assert await eventually(renamed)
+    await h.quiet()
+    assert await h.store.users.nicknames(agent, str(h.bob.id)) == []

@@ -153,6 +153,18 @@ class EventsCog(commands.Cog, name="events"):
             except DatabaseError as exc:
                 log.error("could not apply the deletion of message %s: %s", message_id, exc)
 
+    @commands.Cog.listener()
+    async def on_member_update(self, before: discord.Member, after: discord.Member) -> None:
+        """A new nickname goes into the user's nickname history at once."""
+        if before.display_name == after.display_name or after.bot:
+            return
+        try:
+            await self.carrier.store.users.note_nickname(
+                self.carrier.agent_id, str(after.id), after.display_name, self.engine.now()
+            )
+        except DatabaseError as exc:
+            log.error("could not note the new name of user %s: %s", after.id, exc)
+
     # -- guilds ------------------------------------------------------------------------------
 
     @commands.Cog.listener()
