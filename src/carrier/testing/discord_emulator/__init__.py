@@ -59,13 +59,12 @@ override the hook in tests.
 
 from carrier.testing.discord_emulator.emulator import DiscordEmulator
 from carrier.testing.discord_emulator.errors import ApiError
+from carrier.testing.discord_emulator.flags import Intent, Permission
 from carrier.testing.discord_emulator.model import (
     Channel,
     Emoji,
     Guild,
-    Intent,
     Member,
-    Permission,
     Role,
     User,
 )

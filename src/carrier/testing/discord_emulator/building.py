@@ -7,17 +7,15 @@ from collections.abc import Sequence
 from typing import Literal
 
 from carrier.testing.discord_emulator.core import EmulatorCore
+from carrier.testing.discord_emulator.flags import DEFAULT_EVERYONE_PERMISSIONS, Intent, Permission
 from carrier.testing.discord_emulator.gateway import requires
 from carrier.testing.discord_emulator.model import (
-    DEFAULT_EVERYONE_PERMISSIONS,
     THREAD_KINDS,
     Channel,
     Emoji,
     Guild,
-    Intent,
     Member,
     Overwrite,
-    Permission,
     Role,
     User,
 )

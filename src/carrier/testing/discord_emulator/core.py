@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from carrier.testing.discord_emulator.flags import Intent
 from carrier.testing.discord_emulator.gateway import Gateway, GatewaySession, requires
 from carrier.testing.discord_emulator.messages import MessageFactory
-from carrier.testing.discord_emulator.model import JSON, Channel, Intent, Member, User, World
+from carrier.testing.discord_emulator.model import JSON, Channel, Member, User, World
 from carrier.testing.discord_emulator.records import Changes, Interaction, RecordedRequest
 from carrier.testing.discord_emulator.rest import InjectedFailure
 

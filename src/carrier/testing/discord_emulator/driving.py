@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from carrier.testing.discord_emulator.core import EmulatorCore
+from carrier.testing.discord_emulator.flags import Intent
 from carrier.testing.discord_emulator.gateway import requires
 from carrier.testing.discord_emulator.interactions import build_interaction
 from carrier.testing.discord_emulator.messages import USER_MENTION
-from carrier.testing.discord_emulator.model import JSON, Intent, iso_now
+from carrier.testing.discord_emulator.model import JSON, iso_now
 from carrier.testing.discord_emulator.records import Interaction
 from carrier.testing.discord_emulator.rest import InjectedFailure
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from carrier.testing.discord_emulator.model import JSON, Intent, World
+from carrier.testing.discord_emulator.flags import Intent
+from carrier.testing.discord_emulator.model import JSON, World
 from carrier.testing.discord_emulator.records import Changes
 
 HEARTBEAT_INTERVAL_MS = 41250

@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from carrier.testing.discord_emulator import errors
-from carrier.testing.discord_emulator.model import JSON, Channel, Permission, World, iso_now, sf
+from carrier.testing.discord_emulator.flags import Permission
+from carrier.testing.discord_emulator.model import JSON, Channel, World, iso_now, sf
 
 USER_MENTION = re.compile(r"<@!?(\d+)>")
 ROLE_MENTION = re.compile(r"<@&(\d+)>")

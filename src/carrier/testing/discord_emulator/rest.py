@@ -14,7 +14,8 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from carrier.testing.discord_emulator import errors
-from carrier.testing.discord_emulator.model import JSON, Channel, Guild, Permission
+from carrier.testing.discord_emulator.flags import Permission
+from carrier.testing.discord_emulator.model import JSON, Channel, Guild
 from carrier.testing.discord_emulator.records import RecordedRequest
 
 if TYPE_CHECKING:

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from carrier.testing.discord_emulator import errors
+from carrier.testing.discord_emulator.flags import Intent, Permission
 from carrier.testing.discord_emulator.gateway import requires
-from carrier.testing.discord_emulator.model import JSON, Channel, Intent, Permission, iso_now
+from carrier.testing.discord_emulator.model import JSON, Channel, iso_now
 from carrier.testing.discord_emulator.rest import (
     FILES,
     Handler,

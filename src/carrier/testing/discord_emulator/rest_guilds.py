@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from carrier.testing.discord_emulator import errors
+from carrier.testing.discord_emulator.flags import Intent, Permission
 from carrier.testing.discord_emulator.gateway import requires
-from carrier.testing.discord_emulator.model import JSON, Intent, Member, Permission
+from carrier.testing.discord_emulator.model import JSON, Member
 from carrier.testing.discord_emulator.rest import (
     REASON,
     Handler,
