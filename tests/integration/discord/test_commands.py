@@ -176,14 +176,22 @@ async def test_admin_relationship_and_consolidation(harness: Harness) -> None:
 
 async def test_train_learns_the_channel_history_reporting_progress(harness: Harness) -> None:
     h = harness
+    # History from before the bot was there: in the channel, never delivered to the bot.
+    history = h.emu.messages[h.general.id]
     for n in range(5):
-        await h.say(h.alice, f"the coral garden number {n} glows at midnight")
-    await h.quiet(0.1)
+        text = f"the coral garden number {n} glows at midnight"
+        history.append(h.emu.factory.build(h.general, h.alice.id, text))
+    history.append(h.emu.factory.build(h.general, h.bot_id, "my own words are not learned"))
     interaction = await h.command(h.owner, "admin", [], subcommand="train")
     response = await interaction.response()
     assert response["data"]["content"].startswith("Reading #general")
     done = await interaction.wait_for_edit(lambda e: e.get("content", "").startswith("Done"))
-    assert "learned 5" in done["content"]
+    # Read: the five, the bot's line and its own "Reading…" response; learned: the five.
+    assert done["content"] == "Done: read 7 messages of #general, learned 5."
+    chain = await h.store.markov.find_chain(h.carrier.agent_id, str(h.guild.id))
+    assert chain is not None and await h.store.markov.message_count(chain.id) == 5
+    refused = await run(h, h.bob, "admin", sub="train")
+    assert "Manage Server" in refused["content"]
 
 
 # -- settings -------------------------------------------------------------------------------
@@ -337,7 +345,10 @@ async def test_support_ticket_open_list_close(harness: Harness) -> None:
 
     outside = await run(h, h.alice, "ticket", sub="close")
     assert "inside an open ticket" in outside["content"]
-    closed = await run(h, h.alice, "ticket", sub="close", channel=h.emu.world.channels[thread_id])
+    thread = h.emu.world.channels[thread_id]
+    not_theirs = await run(h, h.bob, "ticket", sub="close", channel=thread)
+    assert not_theirs["content"] == "Only the person who opened the ticket or staff can close it."
+    closed = await run(h, h.alice, "ticket", sub="close", channel=thread)
     assert closed["content"] == "Ticket #1 closed."
     assert await h.store.tickets.listing(h.carrier.agent_id, str(h.guild.id)) == []
     await h.emu.wait_for_request("PATCH", rf"/channels/{thread_id}")
