@@ -9,9 +9,11 @@ import logging
 from pathlib import Path
 
 import pytest
-from tests.integration.discord.conftest import discord_settings
+from tests.integration.discord.conftest import ROOT, discord_settings
+from typer.testing import CliRunner
 
 from carrier.bootstrap import prepare_store
+from carrier.cli.main import app
 from carrier.clients.discord.runner import run_discord
 from carrier.testing import llm_server as fake
 from carrier.testing.discord_emulator.emulator import DiscordEmulator
@@ -77,3 +79,23 @@ async def test_the_token_never_reaches_the_log(
         await asyncio.gather(task, return_exceptions=True)
         await store.close()
     assert "very-secret-token-123" not in caplog.text
+
+
+async def test_carrier_run_with_a_refused_token_says_so(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"database:\n  url: sqlite+aiosqlite:///{tmp_path / 'carrier.db'}\n"
+        f"agent:\n  character_file: {ROOT / 'characters' / 'fish.yaml'}\n",
+        encoding="utf-8",
+    )
+    async with DiscordEmulator(token="the-right-token") as emu:
+        with emu.patch_discord():
+            result = await asyncio.to_thread(
+                CliRunner().invoke,
+                app,
+                ["run", "--config", str(config)],
+                env={"DISCORD_TOKEN": "a-wrong-token-456", "NO_COLOR": "1"},
+            )
+    assert result.exit_code == 1, result.output
+    assert "Discord refused the token; check DISCORD_TOKEN" in result.output
+    assert "a-wrong-token-456" not in result.output
