@@ -338,6 +338,16 @@ async def test_disconnect_and_resume_replays_missed_events_exactly_once(
         await emulator.send_message(general.id, alice.id, "new session")
         assert await next_contents(1) == ["new session"]
 
+        # Away longer than the backlog Discord keeps: the RESUME is refused, events are lost.
+        for session in emulator.gateway.sessions:
+            session.replay_limit = 2
+        async with emulator.disconnected():
+            for n in range(3):
+                await emulator.send_message(general.id, alice.id, f"lost {n}")
+        assert emulator.gateway.invalidated == 2 and emulator.gateway.identifies == 3
+        await emulator.send_message(general.id, alice.id, "back again")
+        assert await next_contents(1) == ["back again"]
+
 
 async def test_auto_sharded_client_gets_each_guild_once(emulator: DiscordEmulator) -> None:
     emulator.recommended_shards = 2

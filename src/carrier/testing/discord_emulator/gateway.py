@@ -34,8 +34,9 @@ def requires(intent: Intent) -> Transform:
 
 @dataclass(eq=False)
 class GatewaySession:
-    """One identified gateway session (one shard of one client). ``buffer[n]`` is the
-    frame with sequence ``n + 1``; ``sent_seq`` is how far the attached socket got."""
+    """One identified gateway session (one shard of one client). ``buffer`` holds the last
+    ``replay_limit`` frames, ``buffer[n]`` having sequence ``first_seq + n``; ``sent_seq`` is
+    the last sequence written to the attached socket."""
 
     session_id: str
     shard_id: int
@@ -46,6 +47,8 @@ class GatewaySession:
     ws: web.WebSocketResponse | None = None
     transport: asyncio.BaseTransport | None = None
     sent_seq: int = 0
+    first_seq: int = 1
+    replay_limit: int = 10_000
     alive: bool = True
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -59,9 +62,21 @@ class GatewaySession:
         return bool(self.intents & intent)
 
     def append(self, event: str, data: Any) -> int:
-        seq = len(self.buffer) + 1
+        seq = self.last_seq + 1
         self.buffer.append(json.dumps({"op": 0, "t": event, "s": seq, "d": data}))
+        if len(self.buffer) > self.replay_limit:
+            # Discord keeps a bounded backlog too: a RESUME from before it is refused.
+            dropped = len(self.buffer) - self.replay_limit
+            del self.buffer[:dropped]
+            self.first_seq += dropped
         return seq
+
+    @property
+    def last_seq(self) -> int:
+        return self.first_seq + len(self.buffer) - 1
+
+    def can_replay_after(self, seq: int) -> bool:
+        return self.first_seq - 1 <= seq <= self.last_seq
 
 
 class Gateway:
@@ -90,6 +105,7 @@ class Gateway:
         # The privileged intents switched on in the "developer portal"; asking for others
         # closes the socket with 4014 (discord.py raises PrivilegedIntentsRequired).
         self.privileged_intents_enabled = PRIVILEGED_INTENTS
+        self.replay_limit = 10_000  # events kept per session for RESUME
         self.open = asyncio.Event()
         self.open.set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -142,14 +158,15 @@ class Gateway:
 
     async def flush(self, session: GatewaySession) -> None:
         async with session.lock:
-            while (ws := session.ws) is not None and session.sent_seq < len(session.buffer):
+            while (ws := session.ws) is not None and session.sent_seq < session.last_seq:
                 if ws.closed:
                     break
                 try:
-                    await ws.send_str(session.buffer[session.sent_seq])
+                    index = max(0, session.sent_seq + 1 - session.first_seq)
+                    await ws.send_str(session.buffer[index])
                 except (ConnectionError, RuntimeError):
                     break
-                session.sent_seq += 1
+                session.sent_seq = session.first_seq + index
 
     # disconnects -------------------------------------------------------------------------
 
@@ -263,6 +280,7 @@ class Gateway:
                 old.alive = False
         self.sessions = [s for s in self.sessions if s.alive]
         session = GatewaySession(
+            replay_limit=self.replay_limit,
             session_id=secrets.token_hex(16),
             shard_id=shard_id,
             shard_count=shard_count,
@@ -313,7 +331,14 @@ class Gateway:
         session = next(
             (s for s in self.sessions if s.session_id == data.get("session_id") and s.alive), None
         )
-        if session is None or session.token != data.get("token"):
+        resume_from = int(data.get("seq") or 0)
+        if (
+            session is None
+            or session.token != data.get("token")
+            or not session.can_replay_after(resume_from)
+        ):
+            if session is not None and session.token == data.get("token"):
+                session.alive = False  # too far behind: this session is over
             self.invalidated += 1
             await ws.send_str(json.dumps({"op": 9, "d": False}))
             self._changes.notify()
@@ -325,7 +350,7 @@ class Gateway:
             session.ws = ws
             session.transport = request.transport
             # Replay what the client did not acknowledge, in order, exactly once.
-            session.sent_seq = min(int(data.get("seq") or 0), len(session.buffer))
+            session.sent_seq = resume_from
         await self.flush(session)
         session.append("RESUMED", {})
         await self.flush(session)
