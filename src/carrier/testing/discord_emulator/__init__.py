@@ -48,7 +48,8 @@ Realism: Discord's error bodies (``{"code": 50013, "message": "Missing Permissio
 permissions from roles and overwrites (kick/ban/timeout/nick/roles also need the bot's top
 role above the target's; nobody outranks the owner), intents (no MESSAGE_CONTENT: empty
 content unless mentioned or DM; no GUILD_MEMBERS: no member events and only the bot in
-GUILD_CREATE), shards (``(guild_id >> 22) % count``), sequence numbers and RESUME replay.
+GUILD_CREATE), shards (``(guild_id >> 22) % count``), sequence numbers and RESUME replay
+(the last ``gateway.replay_limit`` = 10,000 events per session; older: INVALID_SESSION).
 Not emulated: voice, component interactions (buttons, selects, modals are only recorded),
 ``default_member_permissions`` (``invoke_command`` lets anyone run any synced command, as a
 guild's integration overrides can; the bot must check), rate limits (only injected ones).
