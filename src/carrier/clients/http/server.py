@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import signal
@@ -53,11 +54,17 @@ def uvicorn_config(
 class ApiServer(uvicorn.Server):
     """uvicorn's server, except that SIGINT/SIGTERM only ask it to stop: uvicorn would raise
     the signal again once it stopped, killing the process before the engine has logged its
-    last replies and the store is closed."""
+    last replies and the store is closed.  With ``handle_signals=False`` it installs no
+    handlers at all (when it runs beside another client that owns them: stop it by setting
+    ``should_exit``)."""
+
+    def __init__(self, config: uvicorn.Config, *, handle_signals: bool = True) -> None:
+        super().__init__(config)
+        self.handle_signals = handle_signals
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
+        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
             yield
             return
         previous = {sig: signal.signal(sig, self.handle_exit) for sig in _STOP_SIGNALS}
@@ -117,12 +124,27 @@ async def serve(
     host: str | None = None,
     port: int | None = None,
     with_memory: bool = True,
+    handle_signals: bool = True,
 ) -> None:
-    """Serve the API until interrupted (SIGINT/SIGTERM stop it gracefully)."""
+    """Serve the API until interrupted (SIGINT/SIGTERM stop it gracefully).
+
+    Parts not handed in are built from ``settings`` (and closed on exit).  Beside another
+    client in one process (``carrier run``), hand in its store, engine and memory, pass
+    ``handle_signals=False`` and cancel the task to stop it."""
     async with open_api_parts(
         settings, store=store, engine=engine, memory=memory, llm=llm, with_memory=with_memory
     ) as parts:
         app = create_app(settings, parts.store, parts.engine, parts.memory)
-        server = ApiServer(uvicorn_config(app, settings, host=host, port=port))
+        server = ApiServer(
+            uvicorn_config(app, settings, host=host, port=port), handle_signals=handle_signals
+        )
         log.info("serving the API on http://%s:%s", server.config.host, server.config.port)
-        await server.serve()
+        serving = asyncio.create_task(server.serve())
+        try:
+            await asyncio.shield(serving)
+        except asyncio.CancelledError:
+            # Cancelled by the caller: stop as on SIGTERM (close the listening socket, let
+            # requests in flight finish), then let the cancellation through.
+            server.should_exit = True
+            await serving
+            raise
