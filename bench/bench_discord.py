@@ -174,7 +174,9 @@ async def main(seconds: float, latency_messages: int) -> None:
                         )
                         sent_at[sent["id"]] = t0
                     send_seconds = time.perf_counter() - began
-                    await timings.wait_for(set(sent_at), 30)
+                    await timings.wait_for(set(sent_at), 120)
+                    last_reply = max(timings.arrived.get(m, 0.0) for m in sent_at)
+                    tail = max(0.0, last_reply - began - send_seconds)
                     await bot.carrier.engine.drain()
                     answered = [m for m in sent_at if m in timings.arrived]
                     doubled = sum(1 for m in sent_at if timings.replies.get(m, 0) > 1)
@@ -185,7 +187,8 @@ async def main(seconds: float, latency_messages: int) -> None:
                         f"({total / send_seconds:.1f} msg/s) across {CHANNELS} channels: "
                         f"answered {len(answered)}, lost {total - len(answered)}, "
                         f"answered twice {doubled}; latency under load p50 "
-                        f"{statistics.median(loaded):.1f} ms, p95 {pct(loaded, 0.95):.1f} ms"
+                        f"{statistics.median(loaded):.1f} ms, p95 {pct(loaded, 0.95):.1f} ms; "
+                        f"last reply {tail:.1f} s after the last message"
                     )
                     print(f"messages in the log (incl. replies and warm-up): {recorded}")
                 finally:
