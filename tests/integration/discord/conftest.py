@@ -238,3 +238,5 @@ async def harness(
         await stop_bot(bot, task)
         await memory.aclose()
         await store.close()
+    # Every call the bot made was one the emulator understood (no silent 404 or 500).
+    assert emu.server_errors == []
