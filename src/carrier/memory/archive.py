@@ -97,6 +97,18 @@ def usable(vector: np.ndarray) -> bool:
     return bool(np.all(np.isfinite(vector))) and float(np.linalg.norm(vector)) > 0
 
 
+def _in_scope(
+    found: ArchivedMessage, guild_id: str | None, channel_id: str | None, user_id: str | None
+) -> bool:
+    message = found.message
+    return (
+        not found.deleted
+        and message.guild_id == guild_id
+        and (channel_id is None or message.channel_id == channel_id)
+        and (user_id is None or message.author_id == user_id)
+    )
+
+
 def worth_embedding(archived: ArchivedMessage) -> bool:
     message = archived.message
     return (
@@ -184,34 +196,33 @@ class ArchiveVectors:
         scores = fuse([lexical_ids, *vector_rankings])
         if not scores:
             return []
-        rows = await self._archive.by_ids(self._agent_id, list(scores))
         lexical_rank = {item: rank for rank, item in enumerate(lexical_ids, 1)}
         vector_rank: dict[int, int] = {}
         for ranking in vector_rankings:
             for rank, item in enumerate(ranking, 1):
                 vector_rank[item] = min(rank, vector_rank.get(item, rank))
-        hits = []
-        for archive_id, score in scores.items():
-            found = rows.get(archive_id)
-            if found is None or found.deleted:
-                continue
-            message = found.message
-            if message.guild_id != guild_id:
-                continue
-            if channel_id is not None and message.channel_id != channel_id:
-                continue
-            if user_id is not None and message.author_id != user_id:
-                continue
-            hits.append(
-                ArchiveHit(
-                    archive_id,
-                    message,
-                    score,
-                    lexical_rank.get(archive_id),
-                    vector_rank.get(archive_id),
+        ordered = sorted(scores, key=lambda item: (-scores[item], -item))
+        hits: list[ArchiveHit] = []
+        # Rows are read for the best few only; more when some turn out not to qualify
+        # (deleted since, or outside the scope on a vector of a stale filter).
+        for start in range(0, len(ordered), 2 * k):
+            wanted = ordered[start : start + 2 * k]
+            rows = await self._archive.by_ids(self._agent_id, wanted)
+            for archive_id in wanted:
+                found = rows.get(archive_id)
+                if found is None or not _in_scope(found, guild_id, channel_id, user_id):
+                    continue
+                hits.append(
+                    ArchiveHit(
+                        archive_id,
+                        found.message,
+                        scores[archive_id],
+                        lexical_rank.get(archive_id),
+                        vector_rank.get(archive_id),
+                    )
                 )
-            )
-        hits.sort(key=lambda hit: (-hit.score, -hit.archive_id))
+            if len(hits) >= k:
+                break
         return hits[:k]
 
     # --- the back-fill ---------------------------------------------------------------------

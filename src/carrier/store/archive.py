@@ -10,8 +10,10 @@ schema comparisons leave them out):
 
 A query matches a message that shares any of its words (an OR of the words, so a long
 question still finds a message with one rare word of it); the ranking puts messages with
-more and rarer shared words first.  Words are taken from the query here, so no query syntax
-(quotes, ``NEAR``, ``-``, SQL) ever reaches the database as syntax.
+more and rarer shared words first, among the :data:`RECENT_MATCHES` most recent matches of
+the scope (so the cost stays bounded however many messages share a common word).  Words
+are taken from the query here, so no query syntax (quotes, ``NEAR``, ``-``, SQL) ever
+reaches the database as syntax.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ FTS_TABLE = "message_archive_fts"
 FTS_INDEX = "ix_message_archive_fts"
 MAX_TERMS = 24
 MAX_TERM_CHARS = 64
+RECENT_MATCHES = 500
+"""Only the scope's most recent matches are ranked: a query of common words matches much of
+a large archive, and ranking all of it took ~20 ms per 20,000 messages (bench_archive.py)."""
 
 _WORD = re.compile(r"\w+")
 # The commonest English function words match nearly every message and say nothing about
@@ -254,20 +259,26 @@ class ArchiveRepository:
             params["terms"] = " ".join(terms)
             # plainto_tsquery ANDs the words; any shared word should match, so OR them.
             sql = (
-                "SELECT a.id FROM message_archive AS a, "
-                "CAST(replace(CAST(plainto_tsquery('simple', :terms) AS text), ' & ', ' | ') "
-                "AS tsquery) AS q "
-                f"WHERE to_tsvector('simple', a.text) @@ q AND a.deleted IS false AND {where} "
-                "ORDER BY ts_rank_cd(to_tsvector('simple', a.text), q) DESC, a.id DESC "
+                "SELECT m.id FROM (SELECT a.id, a.text FROM message_archive AS a, q "
+                f"WHERE to_tsvector('simple', a.text) @@ q.query AND a.deleted IS false "
+                f"AND {where} ORDER BY a.id DESC LIMIT :recent) AS m, q "
+                "ORDER BY ts_rank_cd(to_tsvector('simple', m.text), q.query) DESC, m.id DESC "
                 "LIMIT :limit"
+            )
+            sql = (
+                "WITH q AS (SELECT CAST(replace(CAST(plainto_tsquery('simple', :terms) AS text), "
+                "' & ', ' | ') AS tsquery) AS query) " + sql
             )
         else:
             params["match"] = " OR ".join(f'"{term}"' for term in terms)
             sql = (
-                f"SELECT a.id FROM {FTS_TABLE} AS f JOIN message_archive AS a ON a.id = f.rowid "
+                "SELECT id FROM (SELECT a.id AS id, bm25("
+                f"{FTS_TABLE}) AS score FROM {FTS_TABLE} AS f "
+                "JOIN message_archive AS a ON a.id = f.rowid "
                 f"WHERE {FTS_TABLE} MATCH :match AND a.deleted = 0 AND {where} "
-                f"ORDER BY bm25({FTS_TABLE}), a.id DESC LIMIT :limit"
+                "ORDER BY f.rowid DESC LIMIT :recent) ORDER BY score, id DESC LIMIT :limit"
             )
+        params["recent"] = RECENT_MATCHES
         async with self._db.connect() as conn:
             return [int(row[0]) for row in await conn.execute(text(sql), params)]
 
@@ -275,13 +286,14 @@ class ArchiveRepository:
         """The agent's archived messages with these ids (deleted ones included, marked)."""
         if not ids:
             return {}
+        # By primary key alone: with agent_id in the WHERE clause SQLite walks the agent's
+        # index instead (all of its archive); the agent is checked on the rows.
         query = select(*_ROW_COLUMNS).where(
-            message_archive.c.agent_id == agent_id,
-            message_archive.c.id.in_(bindparam("ids", expanding=True)),
+            message_archive.c.id.in_(bindparam("ids", expanding=True))
         )
         async with self._db.connect() as conn:
             rows = await conn.execute(query, {"ids": sorted(int(i) for i in ids)})
-            return {int(row.id): _archived(row) for row in rows}
+            return {int(row.id): _archived(row) for row in rows if row.agent_id == agent_id}
 
     async def after(self, agent_id: str, after_id: int, limit: int) -> list[ArchivedMessage]:
         """The agent's archived messages with ids above ``after_id``, oldest id first."""

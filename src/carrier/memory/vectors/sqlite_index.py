@@ -100,7 +100,13 @@ class SQLiteVectorIndex(VectorIndex):
     The contract is :mod:`carrier.memory.vectors.base`; the design is this module's docstring.
     """
 
-    def __init__(self, database: Database, *, min_candidates: int = MIN_CANDIDATES) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        min_candidates: int = MIN_CANDIDATES,
+        oversample: int = OVERSAMPLE,
+    ) -> None:
         if database.dialect.name != "sqlite":
             raise ValueError(
                 f"the sqlite vector index needs a SQLite database, not {database.dialect.name}; "
@@ -108,12 +114,19 @@ class SQLiteVectorIndex(VectorIndex):
             )
         self._db = database
         self._min_candidates = min_candidates
+        self._oversample = oversample
         self._caches: dict[tuple[str, str], ModelCache] = {}
 
     @classmethod
     def create(cls, settings: Any, database: Database) -> Self:
         """The registry's constructor (``settings`` is the ``vectors`` section)."""
         return cls(database)
+
+    def with_candidates(self, min_candidates: int, oversample: int) -> SQLiteVectorIndex:
+        """Another index over the same table that re-ranks fewer candidates (``max(
+        min_candidates, oversample * k)``): faster, a little less recall at scale (the
+        archive's related messages need no more)."""
+        return SQLiteVectorIndex(self._db, min_candidates=min_candidates, oversample=oversample)
 
     def _cache(self, agent_id: str, model: str) -> ModelCache:
         key = (agent_id, model)
@@ -322,7 +335,7 @@ class SQLiteVectorIndex(VectorIndex):
             rows = selected_rows(snapshot, user_code, guild_codes)
             if rows is not None and rows.size == 0:
                 return []
-            pool = max(self._min_candidates, OVERSAMPLE * k)
+            pool = max(self._min_candidates, self._oversample * k)
             query_bits = sign_bits(query)
             if snapshot.size > THREAD_ABOVE:
                 candidates = await asyncio.to_thread(
