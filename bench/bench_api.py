@@ -290,10 +290,11 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--ws-clients", type=int, default=1000)
     parser.add_argument("--ws-seconds", type=float, default=60.0)
-    parser.add_argument("--ws-interval", type=float, default=5.0, help="mean s between messages")
+    parser.add_argument("--ws-interval", type=float, default=60.0, help="mean s between messages")
     parser.add_argument("--ws-per-channel", type=int, default=10, help="clients per channel")
     parser.add_argument("--profile", help="write the API process's cProfile stats here")
     parser.add_argument("--rest-only", action="store_true")
+    parser.add_argument("--ws-only", action="store_true")
     parser.add_argument(
         "--markov", action="store_true", help="no LLM: replies from the Markov fallback"
     )
@@ -306,7 +307,7 @@ async def main() -> None:
             url = processes.start_api(args.profile)
             await wait_ready(url)
             assert processes.api is not None
-            for probe in ("/healthz", "/api/v1/agents/fish"):
+            for probe in () if args.ws_only else ("/healthz", "/api/v1/agents/fish"):
                 alone, probe_wall, probe_cpu = await rest_load(
                     url, key, 5, args.concurrency, processes.api.pid, path=probe
                 )
@@ -317,20 +318,21 @@ async def main() -> None:
                     f"{probe_cpu * 1000 / max(1, len(alone.latencies)):.2f} ms per request",
                     flush=True,
                 )
-            rest, wall, cpu = await rest_load(
-                url, key, args.seconds, args.concurrency, processes.api.pid
-            )
-            lat = rest.latencies
-            print(
-                f"REST chat, {args.concurrency} concurrent connections, {wall:.0f} s: "
-                f"{len(lat) / wall:.0f} requests/s, p50 {statistics.median(lat):.1f} ms, "
-                f"p95 {pct(lat, 0.95):.1f} ms, p99 {pct(lat, 0.99):.1f} ms, "
-                f"{rest.errors} errors, {rest.non_replies} without a reply; server CPU "
-                f"{cpu * 1000 / max(1, len(lat) + rest.errors):.1f} ms per request, "
-                f"{cpu / wall:.0%} of a core "
-                f"(target >= 300 requests/s, p99 <= 100 ms)",
-                flush=True,
-            )
+            if not args.ws_only:
+                rest, wall, cpu = await rest_load(
+                    url, key, args.seconds, args.concurrency, processes.api.pid
+                )
+                lat = rest.latencies
+                print(
+                    f"REST chat, {args.concurrency} concurrent connections, {wall:.0f} s: "
+                    f"{len(lat) / wall:.0f} requests/s, p50 {statistics.median(lat):.1f} ms, "
+                    f"p95 {pct(lat, 0.95):.1f} ms, p99 {pct(lat, 0.99):.1f} ms, "
+                    f"{rest.errors} errors, {rest.non_replies} without a reply; server CPU "
+                    f"{cpu * 1000 / max(1, len(lat) + rest.errors):.1f} ms per request, "
+                    f"{cpu / wall:.0%} of a core "
+                    f"(target >= 300 requests/s, p99 <= 100 ms)",
+                    flush=True,
+                )
             if args.rest_only:
                 return
             ws = await ws_load(

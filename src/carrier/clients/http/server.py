@@ -40,6 +40,10 @@ def uvicorn_config(
         ws="websockets-sansio",
         ws_max_size=settings.api.max_ws_message_bytes,
         ws_per_message_deflate=False,
+        # A busy peer (or a busy server) may take a while to answer a ping; a dead one is
+        # still found within a minute and a half.
+        ws_ping_interval=30,
+        ws_ping_timeout=60,
         lifespan="off",
         log_config=None,
         access_log=False,
