@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
-from api_support import RunningApi, assert_error
+from api_support import RunningApi, assert_error, make_settings, running_api
 
 CHAT = "/api/v1/agents/fish/channels/general/messages"
 PERSONA = "/api/v1/agents/fish/persona"
@@ -148,3 +149,23 @@ async def test_cors_is_closed_unless_configured(api: RunningApi) -> None:
         plain = await client.get("/api/v1/agents/fish", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in response.headers
     assert "access-control-allow-origin" not in plain.headers
+
+
+async def test_cors_opens_only_to_configured_origins(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, api={"cors_origins": ["https://console.example"]})
+    async with running_api(settings) as api, api.client() as client:
+        allowed = await client.options(
+            CHAT,
+            headers={
+                "Origin": "https://console.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type",
+            },
+        )
+        other = await client.options(
+            CHAT,
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        )
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://console.example"
+    assert "access-control-allow-origin" not in other.headers

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,15 +138,20 @@ async def test_failures_are_retried_with_the_same_delivery_id() -> None:
     assert dispatcher.delivered == 1 and dispatcher.failed == 0
 
 
-async def test_a_4xx_is_final_and_attempts_are_bounded() -> None:
+async def test_a_4xx_is_final_and_attempts_are_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="carrier.webhooks")
     async with Receiver(400, 500, 500, 500) as receiver:
-        dispatcher = _dispatcher(receiver.hook, max_attempts=3)
+        dispatcher = _dispatcher(receiver.hook + "?token=receivers-own-secret", max_attempts=3)
         dispatcher.emit("reply", {"n": 1})  # 400: given up at once
         await dispatcher.drain()
         dispatcher.emit("reply", {"n": 2})  # 500 x3: given up after max_attempts
         await dispatcher.drain()
         await dispatcher.aclose()
     assert len(receiver.received) == 4 and dispatcher.failed == 2
+    # Logged: the event, the host and the status; never a secret or a signature.
+    assert "HTTP 400" in caplog.text and "HTTP 500" in caplog.text
+    assert SECRET.decode() not in caplog.text and "receivers-own-secret" not in caplog.text
+    assert "sha256=" not in caplog.text
 
 
 async def test_an_unreachable_receiver_is_given_up_on() -> None:
