@@ -41,7 +41,7 @@ from carrier.memory.long_term import ContradictionJudge, LongTermMemory, RankedF
 from carrier.memory.people import Forgotten, WhatIKnow, forget_user, retract_message, what_i_know
 from carrier.memory.vectors.base import VectorIndex, VectorIndexUnavailable, VectorItem
 from carrier.memory.vectors.sqlite_index import SQLiteVectorIndex
-from carrier.store.archive import ArchiveRepository
+from carrier.store.archive import ArchiveRepository, search_terms
 from carrier.store.database import explain
 from carrier.store.facts import Fact, NewFact
 from carrier.store.messages import LoggedMessage
@@ -249,8 +249,8 @@ class Memory:
         messages), or nothing when it fails - a reply never waits on a broken search."""
         if k is None:
             k = self.archive_results
-        if k < 1 or not query.strip():
-            return []
+        if k < 1 or not search_terms(query):
+            return []  # "hi", "lol", emoji: nothing to look for
         try:
             if guild_id is None:
                 return await self.search_archive(
