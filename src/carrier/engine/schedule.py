@@ -13,6 +13,7 @@ ask for it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import socket
@@ -205,3 +206,19 @@ class Scheduler:
     async def current_status(self) -> str | None:
         """The stored status text, for the presence at start-up."""
         return await self.engine.store.state.get(self._agent, STATUS_KEY)
+
+
+async def run_daily_jobs(
+    scheduler: Scheduler, *, check_every: timedelta = timedelta(minutes=10)
+) -> None:
+    """The daily consolidation and status update for a deployment without a chat client
+    that drives the scheduler (the HTTP API on its own): checks every ``check_every`` until
+    cancelled.  Failures are logged and retried at the next check."""
+    while True:
+        try:
+            await scheduler.run_daily()
+        except Exception:
+            log.exception("the daily jobs failed; trying again in %s", check_every)
+        now = scheduler.engine.now()
+        wake = min(scheduler.next_daily_at(now), now + check_every)
+        await asyncio.sleep(max(1.0, (wake - now).total_seconds()))
