@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 import openai
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from carrier.generation.llm.base import (
     Completion,
@@ -28,6 +29,12 @@ from carrier.generation.llm.base import (
 from carrier.generation.llm.sdk_chat import SdkChat, StreamedAnswer
 from carrier.generation.llm.sdk_errors import rate_limited
 from carrier.generation.llm.transport import http_status_error
+
+# Posted through the SDK's client.post (its documented way to make any request) instead of
+# chat.completions.create: the same request, auth, errors and parsed response, without
+# create's walk over every message against the TypedDicts of its parameters, which cost
+# ~15 ms of CPU per call for a full transcript (the body here is plain JSON already).
+_COMPLETIONS = "/chat/completions"
 
 _QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "quota_exceeded"})
 
@@ -61,7 +68,9 @@ class OpenAIChat(SdkChat[openai.AsyncOpenAI]):
         }
 
     async def _whole(self, prompt: Prompt, arguments: dict[str, Any]) -> Completion:
-        response: Any = await self._client.chat.completions.create(**arguments)
+        response: Any = await self._client.post(
+            _COMPLETIONS, body=arguments, cast_to=ChatCompletion
+        )
         choices = getattr(response, "choices", None)
         if not choices:
             raise MalformedResponse(f"{self.name}: the answer has no choices", provider=self.name)
@@ -80,8 +89,12 @@ class OpenAIChat(SdkChat[openai.AsyncOpenAI]):
         )
 
     async def _open_stream(self, arguments: dict[str, Any]) -> Any:
-        return await self._client.chat.completions.create(
-            **arguments, stream=True, stream_options={"include_usage": True}
+        return await self._client.post(
+            _COMPLETIONS,
+            body={**arguments, "stream": True, "stream_options": {"include_usage": True}},
+            cast_to=ChatCompletion,
+            stream=True,
+            stream_cls=openai.AsyncStream[ChatCompletionChunk],
         )
 
     def _read_event(self, event: Any, answer: StreamedAnswer) -> None:
