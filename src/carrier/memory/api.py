@@ -1,6 +1,8 @@
 """The Python API for memory: what the clients, the CLI and outside scripts call.
 
-    memory = await open_memory(settings)          # carrier.bootstrap
+    store = await prepare_store(settings)         # carrier.bootstrap
+    memory = await open_memory(settings, store)
+    await memory.add_messages(logged_messages)    # carrier.store.messages.LoggedMessage
     await memory.add_fact("user-1", "likes sushi", category="likes")
     for ranked in await memory.search_facts("user-1", "what food do they like?"):
         print(ranked.fact.fact, ranked.score)
@@ -8,11 +10,14 @@
         print(hit.message.author_name, hit.message.text, hit.score)
     report = await memory.consolidate()
     await memory.index_archive()                  # vectors of newly archived messages
-    await memory.aclose()
+    await memory.aclose(); await store.close()
 
 Every method reads and writes the database at the moment it is called.  Facts are written
 with their vector of the configured embedding model, in the database (the source of truth)
-and in the vector index (which serves similarity search).
+and in the vector index (which serves similarity search).  A database that cannot be used
+raises :class:`~carrier.store.database.DatabaseError` (one line, no password); bad input
+raises :class:`ValueError` saying what is wrong; a vector index that cannot be written is
+logged and caught up with later (the database keeps the facts).
 
 A running bot starts :meth:`Memory.start_background_maintenance` once: it moves facts and
 archive vectors to a newly configured embedding model (search goes on meanwhile, see

@@ -236,3 +236,28 @@ def test_rank_fusion_and_terms() -> None:
     assert fused[1] == pytest.approx(1 / 61 + 1 / 62)
     assert search_terms('Hello, "hello" WORLD; a 東 x_y') == ["hello", "world", "東", "x_y"]
     assert search_terms("; DROP TABLE --") == ["drop", "table"]
+
+
+async def test_archive_results_zero_turns_the_prompt_search_off(
+    store: Store, vector_index: VectorIndex
+) -> None:
+    memory = Memory(
+        store,
+        HashingEmbedder(),
+        vector_index,
+        agent_id="fish",
+        extractor=OfflineExtractor(),
+        archive_results=0,
+    )
+    await archived(memory)
+    assert (
+        await memory.related_archive("fishing trip", guild_id="g1", channel_id="c1", user_id="x")
+        == []
+    )
+    assert texts(await memory.search_archive("fishing trip", guild_id="g1")) == [CHAT[0][3]]
+    on = Memory(
+        store, HashingEmbedder(), vector_index, agent_id="fish", extractor=OfflineExtractor()
+    )
+    assert await on.related_archive("hi 👋", guild_id="g1", channel_id="c1", user_id="x") == []
+    related = await on.related_archive("fishing trip", guild_id="g1", channel_id="c1", user_id="x")
+    assert texts(related)[0] == CHAT[0][3]
