@@ -44,9 +44,7 @@ async def schema_differences(engine: AsyncEngine) -> list[Any]:
             connection,
             opts={
                 "compare_type": True,
-                "include_object": lambda _o, name, type_, _r, _c: not is_search_object(
-                    name, type_
-                ),
+                "include_object": lambda _o, name, type_, _r, _c: not is_search_object(name, type_),
             },
         )
         return list(compare_metadata(context, metadata))
