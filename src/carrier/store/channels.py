@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, literal, select
+from sqlalchemy import Select, String, and_, bindparam, delete, literal, select
 
 from carrier.store.database import Database
 from carrier.store.schema import channel_settings, guild_emotes, guild_settings
@@ -49,34 +49,45 @@ class _Row:
         return self._mapping[self._prefix + name]
 
 
+def _policy_query() -> Select[Any]:
+    """Both settings rows of a channel in one statement (one driver round trip on every
+    message): a single-row anchor left-joined to each table, so a missing row comes back as
+    NULLs.  Built once; the ids are bound parameters (a NULL guild id matches no row)."""
+    anchor = select(literal(1).label("one")).subquery("anchor")
+    channel_row = channel_settings.alias("c")
+    guild_row = guild_settings.alias("g")
+    agent = bindparam("agent_id", type_=String)
+    return select(
+        *(column.label(f"c_{column.name}") for column in channel_row.c),
+        *(column.label(f"g_{column.name}") for column in guild_row.c),
+    ).select_from(
+        anchor.outerjoin(
+            channel_row,
+            and_(
+                channel_row.c.agent_id == agent,
+                channel_row.c.channel_id == bindparam("channel_id", type_=String),
+            ),
+        ).outerjoin(
+            guild_row,
+            and_(
+                guild_row.c.agent_id == agent,
+                guild_row.c.guild_id == bindparam("guild_id", type_=String),
+            ),
+        )
+    )
+
+
+_POLICY = _policy_query()
+
+
 class ChannelSettingsRepository:
     def __init__(self, engine: Database) -> None:
         self._engine = engine
 
     async def policy(self, agent_id: str, guild_id: str | None, channel_id: str) -> ChannelPolicy:
-        # Both rows in one statement (one driver round trip on every message): a single-row
-        # anchor left-joined to each table, so a missing row comes back as NULLs.
-        anchor = select(literal(1).label("one")).subquery("anchor")
-        channel_row = channel_settings.alias("c")
-        guild_row = guild_settings.alias("g")
-        query = select(
-            *(column.label(f"c_{column.name}") for column in channel_row.c),
-            *(column.label(f"g_{column.name}") for column in guild_row.c),
-        ).select_from(
-            anchor.outerjoin(
-                channel_row,
-                and_(channel_row.c.agent_id == agent_id, channel_row.c.channel_id == channel_id),
-            ).outerjoin(
-                guild_row,
-                and_(
-                    guild_row.c.agent_id == agent_id,
-                    guild_row.c.guild_id == guild_id,
-                    literal(guild_id is not None),
-                ),
-            )
-        )
+        params = {"agent_id": agent_id, "guild_id": guild_id, "channel_id": channel_id}
         async with self._engine.connect() as conn:
-            row = (await conn.execute(query)).one()._mapping
+            row = (await conn.execute(_POLICY, params)).one()._mapping
         channel = _Row(row, "c_") if row["c_agent_id"] is not None else None
         guild = _Row(row, "g_") if row["g_agent_id"] is not None else None
         active = (guild is None or guild.active) and (channel is None or channel.active)
