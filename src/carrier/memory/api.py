@@ -32,7 +32,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -148,7 +148,15 @@ class Memory:
 
     async def add_messages(self, messages: Sequence[LoggedMessage]) -> int:
         """Log messages into the short-term log (replays are skipped); returns how many
-        were new."""
+        were new.  NUL characters are dropped (PostgreSQL cannot store them)."""
+        messages = [
+            replace(
+                m, text=m.text.replace("\x00", ""), author_name=m.author_name.replace("\x00", "")
+            )
+            if "\x00" in m.text or "\x00" in m.author_name
+            else m
+            for m in messages
+        ]
         async with self._database(), self.store.engine.begin() as conn:
             return len(await self.store.messages.insert_many_in(conn, messages))
 

@@ -261,3 +261,18 @@ async def test_archive_results_zero_turns_the_prompt_search_off(
     assert await on.related_archive("hi 👋", guild_id="g1", channel_id="c1", user_id="x") == []
     related = await on.related_archive("fishing trip", guild_id="g1", channel_id="c1", user_id="x")
     assert texts(related)[0] == CHAT[0][3]
+
+
+async def test_a_100_kb_message_with_control_characters_is_archived_and_found(
+    memory: Memory,
+) -> None:
+    body = ("lorem ipsum \x00\x07 dolor " * 5_000) + " zanzibar"  # ~100 kB, the rare word last
+    assert len(body) > 100_000
+    huge = logged(90, "g1", "c1", "ana", body)
+    await archived(memory, [huge])
+    assert await memory.index_archive() == 1  # embedded from its first 2,000 characters
+    hits = await memory.search_archive("zanzibar", guild_id="g1")
+    assert [hit.message.message_id for hit in hits] == ["m90"]
+    assert hits[0].message.text == body.replace("\x00", "")  # whole (PostgreSQL has no NUL)
+    assert len(hits[0].as_note()) <= 400  # the prompt gets one short line
+    assert "\n" not in hits[0].as_note()
