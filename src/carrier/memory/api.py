@@ -115,6 +115,8 @@ class Memory:
         self._maintenance: asyncio.Task[None] | None = None
         self._closers = list(closers)
         self._index_stale = False
+        self.model_changed = asyncio.Event()
+        """Set once a change of embedding model is complete (:meth:`finish_model_change`)."""
 
     # -- query vectors ---------------------------------------------------------------------
 
@@ -238,11 +240,10 @@ class Memory:
         vector search fused by rank (:mod:`carrier.memory.archive`).  ``channel_id`` and
         ``user_id`` narrow the search; outside a guild (``guild_id`` None) ``channel_id`` is
         required.  ``k`` defaults to ``memory.archive_results``."""
-        vectors = await self.query_vectors(query)
         async with self._database():
             return await self.archive.search(
                 query,
-                vectors,
+                lambda: self.query_vectors(query),
                 guild_id=guild_id,
                 channel_id=channel_id,
                 user_id=user_id,
@@ -409,6 +410,7 @@ class Memory:
         await self.index.clear(self.agent_id, model=archive_model(previous.model))
         await previous.aclose()
         log.info("memory now searches with %s only", self.embedder.model)
+        self.model_changed.set()
 
     async def sync_index(self, *, on_progress: Callable[[int, int], None] | None = None) -> int:
         """Put every current fact that has a vector of the configured model into the index

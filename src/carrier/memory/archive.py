@@ -28,13 +28,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from carrier.memory.embeddings.base import Embedder
-from carrier.memory.vectors.base import MAX_MODEL_NAME, VectorIndex, VectorItem
+from carrier.memory.vectors.base import MAX_MODEL_NAME, Hit, VectorIndex, VectorItem
 from carrier.store.archive import ArchivedMessage, ArchiveRepository
 from carrier.store.messages import LoggedMessage
 from carrier.store.state import GlobalStateRepository
@@ -140,7 +140,7 @@ class ArchiveVectors:
     async def search(
         self,
         query: str,
-        query_vectors: dict[str, np.ndarray],
+        query_vectors: Callable[[], Awaitable[Mapping[str, np.ndarray]]],
         *,
         guild_id: str | None,
         channel_id: str | None = None,
@@ -149,10 +149,12 @@ class ArchiveVectors:
     ) -> list[ArchiveHit]:
         """The ``k`` archived messages of the scope most related to ``query``.
 
-        ``query_vectors`` maps embedding models to the query's vector of that model; each
-        model's archive vectors give one ranking (during a change of model, old and new).
-        Messages of another guild never come back; with ``guild_id`` None (direct messages)
-        ``channel_id`` is required, so one person's conversation never shows in another's.
+        ``query_vectors()`` gives the query's vector of each embedding model (awaited while
+        the full-text search already runs); each model's archive vectors give one ranking
+        (during a change of model, old and new).  Messages of another guild never come back;
+        with ``guild_id`` None (direct messages) ``channel_id`` is required, so one person's
+        conversation never shows in another's.  When the embedder or the vector index fails,
+        the words alone answer (logged).
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
@@ -167,25 +169,31 @@ class ArchiveVectors:
             user_id=user_id,
             limit=pool,
         )
-        searches = [
-            self._index.search(
-                self._agent_id,
-                vector,
-                pool,
-                model=archive_model(model),
-                user_id=user_id,
-                guild_ids=[guild_id],
-            )
-            for model, vector in query_vectors.items()
-            if usable(vector)
-        ]
-        lexical_ids, vector_results = await asyncio.gather(
-            lexical, asyncio.gather(*searches, return_exceptions=True)
-        )
+
+        async def by_vectors() -> list[list[Hit] | BaseException]:
+            try:
+                vectors = await query_vectors()
+            except Exception as exc:
+                return [exc]
+            searches = [
+                self._index.search(
+                    self._agent_id,
+                    vector,
+                    pool,
+                    model=archive_model(model),
+                    user_id=user_id,
+                    guild_ids=[guild_id],
+                )
+                for model, vector in vectors.items()
+                if usable(vector)
+            ]
+            return await asyncio.gather(*searches, return_exceptions=True)
+
+        lexical_ids, vector_results = await asyncio.gather(lexical, by_vectors())
         vector_rankings = []
         for result in vector_results:
             if isinstance(result, BaseException):
-                # The vector index is down (Chroma's folder gone, ...): words alone answer.
+                # The embedder or the vector index is down: the words alone answer.
                 if isinstance(result, asyncio.CancelledError):
                     raise result
                 log.warning("archive vector search failed, using words only: %s", result)
