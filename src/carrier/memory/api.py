@@ -41,7 +41,7 @@ from sqlalchemy.exc import DBAPIError
 
 from carrier.memory.archive import ArchiveHit, ArchiveVectors, archive_model
 from carrier.memory.consolidation import ConsolidationReport, Consolidator, FactExtractor
-from carrier.memory.embeddings.base import Embedder
+from carrier.memory.embeddings.base import Embedder, EmbeddingError
 from carrier.memory.long_term import ContradictionJudge, LongTermMemory, RankedFact, Remembered
 from carrier.memory.people import Forgotten, WhatIKnow, forget_user, retract_message, what_i_know
 from carrier.memory.vectors.base import VectorIndex, VectorIndexUnavailable, VectorItem
@@ -213,9 +213,15 @@ class Memory:
         self, user_id: str, query: str, *, guild_id: str | None = None, k: int = 8
     ) -> list[RankedFact]:
         """This user's facts for the prompt, ranked by similarity, references and recency;
-        learned in ``guild_id`` only unless sharing across guilds is configured."""
+        learned in ``guild_id`` only unless sharing across guilds is configured.  When the
+        query cannot be embedded (an embeddings endpoint down), by references and recency
+        alone (logged), so a reply never fails for it."""
         guilds = None if self._share or guild_id is None else [guild_id, None]
-        vectors = await self.query_vectors(query)
+        try:
+            vectors = await self.query_vectors(query)
+        except EmbeddingError as exc:
+            log.warning("cannot embed the query, ranking facts without similarity: %s", exc)
+            vectors = {}
         async with self._database():
             return await self.long_term.facts_for(
                 self.agent_id,

@@ -26,8 +26,9 @@ from carrier.cli.main import app
 from carrier.engine.messages import IncomingMessage
 from carrier.memory.api import Memory
 from carrier.memory.consolidation import OfflineExtractor
+from carrier.memory.embeddings.openai_compatible import OpenAICompatibleEmbedder
 from carrier.memory.maintenance import maintain_once
-from carrier.memory.vectors.base import VectorIndexUnavailable
+from carrier.memory.vectors.base import VectorIndex, VectorIndexUnavailable
 from carrier.memory.vectors.chroma_index import ChromaVectorIndex
 from carrier.memory.vectors.pgvector_index import PgVectorIndex
 from carrier.memory.vectors.registry import create_vector_index
@@ -270,3 +271,30 @@ async def test_a_stopped_postgres_server_reports_clearly_and_loses_nothing(
         await engine.aclose()
         await memory.aclose()
         await store.close()
+
+
+@pytest.mark.postgres
+async def test_an_embeddings_endpoint_down_mid_run_leaves_words_and_references(
+    store: Store, vector_index: VectorIndex, caplog: pytest.LogCaptureFixture
+) -> None:
+    memory = await stored_memory(store, vector_index)
+    await memory.aclose()
+    # The same memory, now with an OpenAI-compatible embedder whose server is gone.
+    dead = OpenAICompatibleEmbedder(
+        model="gone", dimensions=384, base_url="http://127.0.0.1:9/v1", max_retries=0
+    )
+    memory = Memory(store, dead, vector_index, agent_id="fish", extractor=OfflineExtractor())
+    try:
+        with caplog.at_level(logging.WARNING):
+            facts = await memory.search_facts("ana", "my dog", guild_id="g1")
+            hits = await memory.search_archive("pike fishing", guild_id="g1")
+        assert {r.fact.fact for r in facts} == {
+            "has a dog called Rex",
+            "lives in Lisbon by the river",
+        }
+        assert all(r.similarity == 0.0 for r in facts)
+        assert hits[0].message.text == "we caught a pike on the fishing trip"
+        assert hits[0].vector_rank is None
+        assert "cannot embed the query" in caplog.text and "words only" in caplog.text
+    finally:
+        await memory.aclose()
