@@ -115,9 +115,9 @@ class Consolidator:
     ) -> ConsolidationReport:
         """Process every message in the log up to ``now``."""
         report = ConsolidationReport()
-        holder = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        holder = lock_holder()
         lock = f"consolidate:{agent_id}"
-        if not await self._acquire(lock, holder, now):
+        if not await acquire_job_lock(self._store, lock, holder, now, LOCK_TTL):
             report.skipped_locked = True
             return report
         try:
@@ -132,7 +132,7 @@ class Consolidator:
                     if result is not None:
                         await result
         finally:
-            await self._release(lock, holder)
+            await release_job_lock(self._store, lock, holder)
         return report
 
     async def _next_chunk(self, agent_id: str, now: datetime) -> list[_LogRow]:
@@ -221,19 +221,28 @@ class Consolidator:
             await conn.execute(delete(table).where(table.c.id.in_(sorted(still))))
         report.messages_archived += len(still)
 
-    async def _acquire(self, name: str, holder: str, now: datetime) -> bool:
-        async with self._store.engine.begin() as conn:
-            row = (await conn.execute(select(job_locks).where(job_locks.c.name == name))).first()
-            if row is not None and row.expires_at > now and row.holder != holder:
-                return False
-            await conn.execute(delete(job_locks).where(job_locks.c.name == name))
-            await conn.execute(
-                insert(job_locks).values(name=name, holder=holder, expires_at=now + LOCK_TTL)
-            )
-        return True
 
-    async def _release(self, name: str, holder: str) -> None:
-        async with self._store.engine.begin() as conn:
-            await conn.execute(
-                delete(job_locks).where(job_locks.c.name == name, job_locks.c.holder == holder)
-            )
+def lock_holder() -> str:
+    """A name for this process's hold on a job lock."""
+    return f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+
+
+async def acquire_job_lock(
+    store: Store, name: str, holder: str, now: datetime, ttl: timedelta
+) -> bool:
+    """Take the job lock ``name`` unless another holder has it (an expired one is taken
+    over), so several bot processes never run the same job at once."""
+    async with store.engine.begin() as conn:
+        row = (await conn.execute(select(job_locks).where(job_locks.c.name == name))).first()
+        if row is not None and row.expires_at > now and row.holder != holder:
+            return False
+        await conn.execute(delete(job_locks).where(job_locks.c.name == name))
+        await conn.execute(insert(job_locks).values(name=name, holder=holder, expires_at=now + ttl))
+    return True
+
+
+async def release_job_lock(store: Store, name: str, holder: str) -> None:
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            delete(job_locks).where(job_locks.c.name == name, job_locks.c.holder == holder)
+        )

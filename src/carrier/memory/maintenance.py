@@ -31,10 +31,17 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
+from carrier.memory.consolidation import (
+    LOCK_TTL,
+    acquire_job_lock,
+    lock_holder,
+    release_job_lock,
+)
 from carrier.memory.embeddings.base import Embedder
 from carrier.settings import EmbeddingSettings
 from carrier.store.schema import memory_facts
@@ -130,10 +137,24 @@ def progress_logger(what: str) -> Callable[[int, int], None]:
     return report
 
 
-async def maintain_once(memory: Memory) -> None:
+async def maintain_once(memory: Memory) -> bool:
     """One round: rebuild the vector index if it missed writes while unavailable, finish a
     change of model if one is under way, then embed whatever was archived since the last
-    round."""
+    round.  Under a job lock, so of several bot processes one works at a time; returns
+    False when another holds it."""
+    store, holder = memory.store, lock_holder()
+    lock = f"memory-maintenance:{memory.agent_id}"
+    if not await acquire_job_lock(store, lock, holder, datetime.now(UTC), LOCK_TTL):
+        log.info("memory maintenance is running in another process; skipping this round")
+        return False
+    try:
+        await _maintain(memory)
+    finally:
+        await release_job_lock(store, lock, holder)
+    return True
+
+
+async def _maintain(memory: Memory) -> None:
     model = memory.embedder.model
     if memory.index_stale:
         log.info("the vector index missed writes while unavailable; rebuilding it")

@@ -15,6 +15,7 @@ import pytest
 
 from carrier.bootstrap import open_memory
 from carrier.memory.archive import archive_model
+from carrier.memory.consolidation import LOCK_TTL, acquire_job_lock, release_job_lock
 from carrier.memory.maintenance import embedder_key, maintain_once
 from carrier.settings import Settings, load_settings
 from carrier.store.messages import LoggedMessage
@@ -155,5 +156,22 @@ async def test_without_a_record_of_the_old_model_search_degrades_but_works(
         await maintain_once(memory)
         ranked = await memory.search_facts("ana", "where does she live?", guild_id="g1")
         assert ranked[0].fact.fact == "lives in Lisbon"
+    finally:
+        await memory.aclose()
+
+
+async def test_one_process_at_a_time_does_the_maintenance(
+    store: Store, tmp_path: Path, server: fake.ScriptedLLMServer, minilm_cache: Path
+) -> None:
+    await written_with_the_old_model(store, tmp_path, server)
+    memory = await open_memory(settings_for(store, tmp_path, cache_dir=str(minilm_cache)), store)
+    lock = "memory-maintenance:fish"
+    try:
+        assert await acquire_job_lock(store, lock, "other-host:1", datetime.now(UTC), LOCK_TTL)
+        assert await maintain_once(memory) is False  # the other process is at it
+        assert await memory.needs_reembedding() == len(FACTS)
+        await release_job_lock(store, lock, "other-host:1")
+        assert await maintain_once(memory) is True
+        assert await memory.needs_reembedding() == 0 and memory.model_changed.is_set()
     finally:
         await memory.aclose()
