@@ -57,6 +57,9 @@ def secrets_of(settings: Settings) -> list[str]:
     return values
 
 
+HTTP_CLIENT_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2")
+
+
 def configure_logging(settings: Settings, *, console: bool, log_file: Path | None = None) -> None:
     """Console logging for services; a file (and only warnings on screen) for the chat REPL."""
     root = logging.getLogger()
@@ -80,5 +83,7 @@ def configure_logging(settings: Settings, *, console: bool, log_file: Path | Non
         handler.setFormatter(formatter)
         handler.addFilter(redactor)
         root.addHandler(handler)
-    for noisy in ("aiosqlite", "sqlalchemy.engine", "alembic"):
+    # The HTTP clients log every request's full URL at INFO, and a webhook or API URL may
+    # carry a token in its query; Carrier logs what it calls itself, without the query.
+    for noisy in ("aiosqlite", "sqlalchemy.engine", "alembic", *HTTP_CLIENT_LOGGERS):
         logging.getLogger(noisy).setLevel(logging.WARNING)
