@@ -102,7 +102,10 @@ class _CarrierBotMixin:
         memory = options.memory
         if memory is None:
             memory = await open_memory(settings, options.store)
-            owned.append(memory.aclose)
+            owned.append(memory.aclose)  # also stops the maintenance below
+            # Embeds archived messages for search and moves facts to a newly configured
+            # embedding model, in the background (under a job lock: one process at a time).
+            await memory.start_background_maintenance()
         engine = build_engine_for(
             settings,
             options.store,
