@@ -7,6 +7,7 @@ Under ``CI=true`` a PostgreSQL that cannot start fails the run instead of skippi
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -19,11 +20,35 @@ from pathlib import Path
 
 import pytest
 
+from carrier.logs import HTTP_CLIENT_LOGGERS
 from carrier.store.database import create_engine
 from carrier.store.migrate import upgrade
 from carrier.store.store import Store
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Commands run in-process (typer's CliRunner) configure logging as a real start does:
+    root handlers on that run's captured, later closed, streams.  Put the root logger and
+    the loggers it quietened back, so no test sees another's logging."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    quietened = {name: logging.getLogger(name).level for name in _CONFIGURED_LOGGERS}
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
+    for name, named_level in quietened.items():
+        logging.getLogger(name).setLevel(named_level)
+
+
+_CONFIGURED_LOGGERS = ("aiosqlite", "sqlalchemy.engine", "alembic", *HTTP_CLIENT_LOGGERS)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
