@@ -21,7 +21,10 @@ import statistics
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+
+# The same vocabulary, sentences and percentiles as the engine benchmark (run as a script,
+# this folder is on sys.path).
+from bench_engine import ROOT, WORDS, pct, sentence
 
 from carrier.bootstrap import build_engine_for, open_memory
 from carrier.engine.messages import IncomingMessage
@@ -32,88 +35,6 @@ from carrier.store.database import create_engine
 from carrier.store.migrate import upgrade
 from carrier.store.schema import message_archive, short_term_messages, user_nicknames, users
 from carrier.store.store import Store
-
-ROOT = Path(__file__).resolve().parents[1]
-WORDS = [
-    "the",
-    "fish",
-    "swims",
-    "tide",
-    "ocean",
-    "shark",
-    "cousin",
-    "fred",
-    "restaurant",
-    "dinner",
-    "cooked",
-    "five",
-    "star",
-    "chef",
-    "water",
-    "salty",
-    "bubbles",
-    "reef",
-    "coral",
-    "sand",
-    "wave",
-    "moon",
-    "night",
-    "sun",
-    "boat",
-    "net",
-    "hook",
-    "worm",
-    "lunch",
-    "tasty",
-    "lemon",
-    "butter",
-    "garlic",
-    "plate",
-    "fork",
-    "knife",
-    "table",
-    "waiter",
-    "menu",
-    "dream",
-    "swim",
-    "land",
-    "discord",
-    "server",
-    "friend",
-    "hello",
-    "today",
-    "tomorrow",
-    "yesterday",
-    "really",
-    "maybe",
-    "never",
-    "always",
-    "guitar",
-    "concert",
-    "train",
-    "holiday",
-    "mountain",
-    "bicycle",
-    "garden",
-    "rain",
-    "snow",
-    "coffee",
-    "exam",
-    "birthday",
-    "puppy",
-    "kitten",
-    "movie",
-    "book",
-]
-
-
-def sentence(rng: random.Random) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 16)))
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def row(
