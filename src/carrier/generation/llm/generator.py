@@ -250,7 +250,13 @@ class LLMGenerator:
                     )
                 )
                 continue
-            prompt = build(provider)
+            try:
+                # Built after acquire() (budgets are per provider), so a builder that raises
+                # must hand the probe slot back, or a half-open circuit would never probe again.
+                prompt = build(provider)
+            except BaseException:
+                circuit.release()
+                raise
             try:
                 completion = await provider.llm.complete(
                     prompt,

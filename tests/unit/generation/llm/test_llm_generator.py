@@ -237,6 +237,27 @@ async def test_cancellation_propagates_and_frees_the_probe() -> None:
     assert gen.circuit("slow").acquire()
 
 
+async def test_a_prompt_builder_that_raises_during_the_probe_frees_it() -> None:
+    clock = FakeClock()
+    flaky = ScriptedLLM("flaky", *[ProviderUnavailable("500")] * 3, "Recovered.")
+    gen = generator(flaky, clock=clock, circuit_failures=3, circuit_cooldown=30)
+    for _ in range(3):
+        with pytest.raises(AllProvidersFailed):
+            await gen.generate(request(), RNG)
+    clock.now = 30
+    assert gen.circuit("flaky").state is CircuitState.HALF_OPEN
+
+    def broken_build(_provider: ChainProvider) -> Prompt:
+        raise ValueError("a persona the builder cannot render")
+
+    with pytest.raises(ValueError, match="cannot render"):
+        await gen.run(broken_build, lambda completion, _prompt: completion.text)
+    assert len(flaky.prompts) == 3  # the provider was never asked
+    # The probe slot is free again: the next reply probes and closes the circuit.
+    assert (await gen.generate(request(), RNG)).text == "Recovered."
+    assert gen.circuit("flaky").state is CircuitState.CLOSED
+
+
 async def test_status_lines_are_one_short_line_without_quotes() -> None:
     long_status = '"' + "watching the river " * 12 + '"\nand a second line'
     result = await generator(ScriptedLLM("p", long_status)).generate(request("status"), RNG)
