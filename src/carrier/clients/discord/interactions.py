@@ -57,15 +57,3 @@ async def require_admin(interaction: discord.Interaction, carrier: Carrier) -> d
             "You need the Manage Server permission (or a bot admin role) for this command."
         )
     return member
-
-
-async def resolve_user_id(carrier: Carrier, value: str) -> str:
-    """A user id from a mention, an id, or a name the bot has seen; :class:`Refused` with a
-    clear message when it is none of them."""
-    text = value.strip().removeprefix("<@").removeprefix("!").removesuffix(">")
-    if text.isdigit():
-        return text
-    found = await carrier.store.users.find(carrier.agent_id, value.strip())
-    if found is None:
-        raise Refused(f"I don't know a user called {value.strip()[:100]!r}.")
-    return found.user_id

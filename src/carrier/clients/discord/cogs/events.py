@@ -197,7 +197,9 @@ class EventsCog(commands.Cog, name="events"):
     async def on_app_command_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
-        """Every slash command's error: a clear word to the user, the details in the log."""
+        """Every slash command's error: a clear word to the user, the details in the log.
+        (The bot has no prefix commands: messages go to the engine, never to a command
+        parser, so this is the only command error handler.)"""
         if isinstance(error, Refused):
             text = str(error)
         elif isinstance(error, app_commands.TransformerError):
@@ -216,11 +218,3 @@ class EventsCog(commands.Cog, name="events"):
             await answer(interaction, text, ephemeral=True)
         except discord.HTTPException as exc:
             log.warning("could not tell the user about an error: %s", exc)
-
-    @commands.Cog.listener()
-    async def on_command_error(self, ctx: commands.Context[commands.Bot], error: Exception) -> None:
-        if isinstance(error, commands.CommandNotFound):
-            return
-        log.error("command %s failed", ctx.command, exc_info=error)
-        with contextlib.suppress(discord.HTTPException):
-            await ctx.send(SORRY)
