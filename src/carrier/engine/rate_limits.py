@@ -3,13 +3,16 @@
 In-process storage by default; with ``REDIS_URL`` set the windows live in Redis and are
 shared by every process of the deployment.  If Redis stops answering, the limiter carries on
 in memory (logged once) and goes back to Redis when it answers again: a limiter outage never
-silences the bot.  A user over the limit is told once, then ignored until the window passes;
-the engine still records their messages.
+silences the bot.  A user's own limit is checked first, so the refused messages of a user
+being ignored take nothing from the global capacity.  A user over the limit is told once (the
+flag lives in the same storage, so several processes tell them once), then ignored until the
+window passes; the engine still records their messages.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -52,7 +55,6 @@ class RateLimiter:
         self._local = MovingWindowRateLimiter(MemoryStorage())
         self._shared = MovingWindowRateLimiter(storage) if storage is not None else None
         self._shared_down_until = 0.0
-        self._told: dict[str, float] = {}
 
     @property
     def shared(self) -> bool:
@@ -80,20 +82,27 @@ class RateLimiter:
     async def _check(
         self, limiter: MovingWindowRateLimiter, agent_id: str, user_id: str
     ) -> Verdict:
+        # The user's own limit first: a user who is being ignored must not use up the
+        # capacity everyone shares.
+        if not await limiter.hit(self._per_user, agent_id, "user", user_id):
+            reset = await self._reset(limiter, self._per_user, agent_id, "user", user_id)
+            first = await self._first_notice(limiter, agent_id, user_id)
+            return Verdict(False, "user", notify=first, retry_after=reset)
         if not await limiter.hit(self._global, agent_id, "global"):
             reset = await self._reset(limiter, self._global, agent_id, "global")
             return Verdict(False, "global", retry_after=reset)
-        if await limiter.hit(self._per_user, agent_id, "user", user_id):
-            return Verdict(True)
-        reset = await self._reset(limiter, self._per_user, agent_id, "user", user_id)
-        now = time.monotonic()
-        key = f"{agent_id}:{user_id}"
-        already_told = self._told.get(key, 0.0) > now
-        if not already_told:
-            self._told[key] = now + max(reset, 1.0)
-            if len(self._told) > 10_000:
-                self._told = {k: v for k, v in self._told.items() if v > now}
-        return Verdict(False, "user", notify=not already_told, retry_after=reset)
+        return Verdict(True)
+
+    async def _first_notice(
+        self, limiter: MovingWindowRateLimiter, agent_id: str, user_id: str
+    ) -> bool:
+        """Whether this is the user's first refusal for a window's length.  The flag lives in
+        the windows' own storage (Redis when shared), so of several processes only one tells
+        the user; it expires one window after the refusal, by when the user is let in again
+        (refused messages take no place in the window)."""
+        key = f"carrier/told/{agent_id}/{user_id}"
+        count = await limiter.storage.incr(key, max(1, math.ceil(self._per_user.get_expiry())))
+        return count == 1
 
     @staticmethod
     async def _reset(
