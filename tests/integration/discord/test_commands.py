@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import text
 from tests.integration.discord.conftest import Harness
 
+from carrier.clients.discord.cogs.admin import TrainCog
 from carrier.testing.discord_emulator.model import User
 
 EPHEMERAL = 64
@@ -176,22 +177,45 @@ async def test_admin_relationship_and_consolidation(harness: Harness) -> None:
 
 async def test_train_learns_the_channel_history_reporting_progress(harness: Harness) -> None:
     h = harness
+    train = h.bot.get_cog("train")
+    assert isinstance(train, TrainCog)
+    train.train_batch = 2  # several batches, so several progress edits
     # History from before the bot was there: in the channel, never delivered to the bot.
     history = h.emu.messages[h.general.id]
     for n in range(5):
         text = f"the coral garden number {n} glows at midnight"
         history.append(h.emu.factory.build(h.general, h.alice.id, text))
     history.append(h.emu.factory.build(h.general, h.bot_id, "my own words are not learned"))
-    interaction = await h.command(h.owner, "admin", [], subcommand="train")
+    interaction = await h.command(h.owner, "train", [])
     response = await interaction.response()
     assert response["data"]["content"].startswith("Reading #general")
     done = await interaction.wait_for_edit(lambda e: e.get("content", "").startswith("Done"))
     # Read: the five, the bot's line and its own "Reading…" response; learned: the five.
     assert done["content"] == "Done: read 7 messages of #general, learned 5."
+    edits = [e["content"] for e in interaction.edits]
+    assert edits[-1] == done["content"]
+    progress = edits[:-1]
+    # Newest first (its own response, its line, then the five), two learned per batch: a
+    # progress edit after each batch, all before "Done".
+    assert progress == [
+        "Training on #general: read 4, learned 2…",
+        "Training on #general: read 6, learned 4…",
+        "Training on #general: read 7, learned 5…",
+    ]
     chain = await h.store.markov.find_chain(h.carrier.agent_id, str(h.guild.id))
     assert chain is not None and await h.store.markov.message_count(chain.id) == 5
-    refused = await run(h, h.bob, "admin", sub="train")
+    refused = await run(h, h.bob, "train")
     assert "Manage Server" in refused["content"]
+    assert await h.store.markov.message_count(chain.id) == 5
+
+
+async def test_train_is_its_own_command_not_an_admin_subcommand(harness: Harness) -> None:
+    h = harness
+    synced = {c["name"]: c for c in h.emu.commands[h.guild.id]}
+    assert "train" in synced
+    admin_subcommands = {o["name"] for o in synced["admin"].get("options", [])}
+    assert "train" not in admin_subcommands
+    assert "consolidate" in admin_subcommands
 
 
 # -- settings -------------------------------------------------------------------------------

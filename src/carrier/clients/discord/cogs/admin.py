@@ -173,6 +173,25 @@ class AdminCog(commands.GroupCog, name="admin", description="Bot administration"
             f"{report.facts_reinforced} reinforced, {report.facts_superseded} superseded.",
         )
 
+
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class TrainCog(commands.Cog, name="train"):
+    """``/train``: the channel's history into the guild's Markov chain, for admins."""
+
+    train_batch: int = TRAIN_BATCH
+    """Messages learned per transaction; the response is edited with the progress after
+    each batch."""
+
+    def __init__(self, bot: AnyBot, carrier: Carrier) -> None:
+        self.bot = bot
+        self.carrier = carrier
+        self.agent = carrier.agent_id
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        await require_admin(interaction, self.carrier)
+        return True
+
     @app_commands.command(name="train", description="Learn this channel's history")
     @app_commands.describe(limit="How many messages to read, newest first (default 5,000)")
     async def train(
@@ -211,7 +230,7 @@ class AdminCog(commands.GroupCog, name="admin", description="Bot administration"
             if message.author.bot or message.webhook_id is not None or not message.content:
                 continue
             batch.append(message.clean_content)
-            if len(batch) >= TRAIN_BATCH:
+            if len(batch) >= self.train_batch:
                 await flush()
         if batch:
             await flush()
