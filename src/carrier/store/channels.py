@@ -118,13 +118,18 @@ class ChannelSettingsRepository:
         reply_mode: str | None = None,
         reply_chance: float | None = None,
         generation_mode: str | None = None,
+        clear_generation_mode: bool = False,
     ) -> None:
+        """Change what is given (None: leave as it is); ``clear_generation_mode`` puts the
+        channel back on the agent's generation mode."""
+        if generation_mode is not None and clear_generation_mode:
+            raise ValueError("give a generation mode or clear it, not both")
         values: dict[str, object] = {"updated_at": datetime.now(UTC)}
         if active is not None:
             values["active"] = active
         if reply_mode is not None:
             values["reply_mode"] = reply_mode
-        if generation_mode is not None:
+        if generation_mode is not None or clear_generation_mode:
             values["generation_mode"] = generation_mode
         if reply_chance is not None:
             values["reply_chance"] = reply_chance

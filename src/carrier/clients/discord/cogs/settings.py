@@ -1,5 +1,6 @@
-"""``/settings ...``: where the bot is active, how it decides to reply, its quiet hours and
-the guild's admin role.  For admins; every change applies from the next message."""
+"""``/settings ...``: where the bot is active, how it decides to reply and how it writes,
+its quiet hours and the guild's admin role.  For admins; every change applies from the next
+message."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ from carrier.clients.discord.interactions import answer, require_admin
 
 Scope = Literal["channel", "server"]
 ReplyMode = Literal["mention", "contextual", "chance"]
+GenerationMode = Literal["markov", "llm", "hybrid", "default"]
 Hour = app_commands.Range[int, 0, 23]
+
+GENERATION_WORDS = {
+    "markov": "from this server's Markov chain only",
+    "llm": "with the language model (the Markov chain when it fails)",
+    "hybrid": "with the language model, shown samples of this server's voice",
+}
 
 MODE_WORDS = {
     "mention": "only when mentioned or replied to",
@@ -81,6 +89,23 @@ class SettingsCog(commands.GroupCog, name="settings", description="Where and how
         extra = f" ({percent:g}% chance)" if percent is not None else ""
         await answer(interaction, f"In this channel I reply {MODE_WORDS[mode]}{extra}.")
 
+    @app_commands.command(name="mode", description="How the bot writes its replies here")
+    @app_commands.describe(mode="markov, llm, hybrid, or default (the bot's own mode)")
+    async def mode(self, interaction: discord.Interaction, mode: GenerationMode) -> None:
+        """Set this channel's generation mode, or go back to the bot's default."""
+        channels = self.carrier.store.channels
+        channel_id, guild_id = str(interaction.channel_id), str(interaction.guild_id)
+        if mode == "default":
+            await channels.set_channel(self.agent, channel_id, guild_id, clear_generation_mode=True)
+            effective = self.carrier.engine.parts.responder.mode_for(None)
+            await answer(interaction, f"In this channel I use my default mode ({effective}).")
+            return
+        await channels.set_channel(self.agent, channel_id, guild_id, generation_mode=mode)
+        note = ""
+        if self.carrier.engine.parts.responder.mode_for(mode) != mode:
+            note = " No language model is configured, so I use the Markov chain for now."
+        await answer(interaction, f"In this channel I write {GENERATION_WORDS[mode]}.{note}")
+
     @app_commands.command(name="quiethours", description="Hours when the bot only answers mentions")
     @app_commands.describe(
         start="First quiet hour (0-23, bot's time zone)", end="First hour after (0-23)"
@@ -131,9 +156,10 @@ class SettingsCog(commands.GroupCog, name="settings", description="Where and how
             if policy.quiet_hours is None
             else f"{policy.quiet_hours[0]:02d}:00-{policy.quiet_hours[1]:02d}:00"
         )
+        generation = policy.generation_mode or "default"
         await answer(
             interaction,
             f"active: {'yes' if policy.active else 'no'}\nreply mode: {policy.reply_mode} "
-            f"(chance {chance})\nquiet hours: {quiet}\n"
+            f"(chance {chance})\ngeneration mode: {generation}\nquiet hours: {quiet}\n"
             f"admin role: {policy.admin_role_id or 'none'}",
         )
