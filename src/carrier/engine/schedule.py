@@ -8,7 +8,9 @@ status as presence.  Time comes from the engine's clock, so tests move it by han
 Several instances of a deployment share the database: each job run is claimed first in
 ``job_locks`` under a name that says which run it is (``daily:<agent>:<local day>``,
 ``proactive:<agent>:<channel>:<slot>``), so a run happens once however many instances
-ask for it.
+ask for it.  A daily consolidation that failed, or found another run's lock, is tried again
+later the same day (``consolidate-retry:<agent>:<day>:<slot>``, one instance per slot) until
+one succeeds (``consolidated:<agent>:<day>``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from carrier.engine.initiative import STATUS_KEY, Proactive, proactive_message, refresh_status
@@ -51,6 +53,8 @@ class DailyRun:
     day: str
     report: ConsolidationReport | None
     status: str
+    retry: bool = False
+    """A later attempt at the day's consolidation (the status was set by the first run)."""
 
 
 class JobClaims:
@@ -80,6 +84,12 @@ class JobClaims:
             return False
         return True
 
+    async def exists(self, name: str) -> bool:
+        """Whether ``name`` has been claimed (and not yet swept)."""
+        async with self._store.engine.connect() as conn:
+            found = await conn.scalar(select(job_locks.c.name).where(job_locks.c.name == name))
+        return found is not None
+
 
 class Scheduler:
     def __init__(
@@ -92,11 +102,14 @@ class Scheduler:
         consolidation_hour: int = 4,
         rng: random.Random | None = None,
         claims: JobClaims | None = None,
+        consolidation_retry: timedelta = timedelta(minutes=30),
     ) -> None:
         if interval <= timedelta(0):
             raise ValueError("the proactive interval must be positive")
         if not 0 <= consolidation_hour <= 23:
             raise ValueError("consolidation_hour is an hour from 0 to 23")
+        if consolidation_retry <= timedelta(0):
+            raise ValueError("the consolidation retry interval must be positive")
         self.engine = engine
         self.memory = memory
         self.interval = interval
@@ -104,6 +117,7 @@ class Scheduler:
         self.consolidation_hour = consolidation_hour
         self.rng = rng or random.Random()
         self.claims = claims or JobClaims(engine.store)
+        self.consolidation_retry = consolidation_retry
         self._agent = engine.agent_id
         self._daily_seen: str | None = None
 
@@ -178,30 +192,71 @@ class Scheduler:
 
     async def run_daily(self) -> DailyRun | None:
         """Today's consolidation, then a new status text; None when it is not yet the hour
-        or today's run was already claimed (here or by another instance)."""
+        or today's run was already claimed (here or by another instance).
+
+        When the day's consolidation failed or was skipped (another run's lock), it is tried
+        again every ``consolidation_retry`` the same day, by one instance per attempt, until
+        one succeeds; such a retry returns a :class:`DailyRun` with ``retry`` set."""
         now = self.engine.now()
         day = self.daily_day(now)
         if day is None:
             return None
         if day == self._daily_seen:
-            return None  # already run or claimed elsewhere: no need to ask the database
+            return None  # done (here or elsewhere): no need to ask the database
         name = f"daily:{self._agent}:{day}"
-        claimed = await self.claims.claim(name, now=now, until=now + timedelta(days=2))
-        self._daily_seen = day
-        if not claimed:
+        until = now + timedelta(days=2)
+        if await self.claims.claim(name, now=now, until=until):
+            # This attempt's slot too: a retry waits for the next slot.
+            await self.claims.claim(self._retry_name(day, now), now=now, until=until)
+            report = await self._consolidate(day, now, until)
+            status = await refresh_status(self.engine, rng=self.rng, now=now)
+            return DailyRun(day, report, status)
+        return await self._retry_consolidation(day, now, until)
+
+    async def _retry_consolidation(
+        self, day: str, now: datetime, until: datetime
+    ) -> DailyRun | None:
+        if self.memory is None or await self.claims.exists(f"consolidated:{self._agent}:{day}"):
+            self._daily_seen = day
             return None
-        report = None
-        if self.memory is not None:
-            try:
-                report = await self.memory.consolidate(now)
-                log.info("consolidated %s: %s", day, asdict(report))
-                self.engine.consolidated(asdict(report))
-            except Exception:
-                # The day's status still changes; consolidation is crash-safe and the next
-                # day's run picks up what this one left in the log.
-                log.exception("consolidation of %s failed", day)
-        status = await refresh_status(self.engine, rng=self.rng, now=now)
-        return DailyRun(day, report, status)
+        if not await self.claims.claim(self._retry_name(day, now), now=now, until=until):
+            return None  # this attempt is (being) made elsewhere, or was made here
+        log.info("trying the consolidation of %s again", day)
+        report = await self._consolidate(day, now, until)
+        return DailyRun(day, report, await self.current_status() or "", retry=True)
+
+    def _retry_name(self, day: str, now: datetime) -> str:
+        slot = int(now.timestamp() // self.consolidation_retry.total_seconds())
+        return f"consolidate-retry:{self._agent}:{day}:{slot}"
+
+    async def _consolidate(
+        self, day: str, now: datetime, until: datetime
+    ) -> ConsolidationReport | None:
+        """The day's consolidation; marked done unless it failed or was skipped (then
+        :meth:`run_daily` tries again later)."""
+        if self.memory is None:
+            self._daily_seen = day
+            return None
+        try:
+            report = await self.memory.consolidate(now)
+        except Exception:
+            # Crash-safe: a later attempt picks up what this one left in the log.
+            log.exception(
+                "consolidation of %s failed; trying again in %s", day, self.consolidation_retry
+            )
+            return None
+        if report.skipped_locked:
+            log.warning(
+                "consolidation of %s skipped: another run holds its lock; trying again in %s",
+                day,
+                self.consolidation_retry,
+            )
+            return report
+        log.info("consolidated %s: %s", day, asdict(report))
+        self.engine.consolidated(asdict(report))
+        await self.claims.claim(f"consolidated:{self._agent}:{day}", now=now, until=until)
+        self._daily_seen = day
+        return report
 
     async def current_status(self) -> str | None:
         """The stored status text, for the presence at start-up."""

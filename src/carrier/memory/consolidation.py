@@ -5,12 +5,20 @@ facts are merged *and* its messages moved to the archive in one transaction.  Ki
 point, a run leaves every chunk either fully done or untouched; run again, it picks up the
 messages still in the log.  No message is lost, none archived twice, no fact counted twice.
 Facts are derived (an LLM call, or the offline extractor) and embedded before the
-transaction, so no transaction waits on a model.  A job lock keeps two runs from overlapping.
+transaction, so no transaction waits on a model.
+
+A job lock keeps two runs from overlapping.  It names its owner (host, process id, a token)
+and carries a heartbeat: the run refreshes it after every chunk and in the background, with
+a short time to live.  A run that was killed leaves its lock behind; the next run takes it
+over at once when the owner's process is gone (same host), or once its heartbeat is stale.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -18,7 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import delete, insert, literal, select
+from sqlalchemy import delete, insert, literal, select, update
+from sqlalchemy.exc import IntegrityError
 
 from carrier.memory.long_term import LongTermMemory
 from carrier.memory.self_statements import extract_self_statements
@@ -35,7 +44,10 @@ from carrier.store.store import Store
 log = logging.getLogger(__name__)
 
 CHUNK = 500
-LOCK_TTL = timedelta(minutes=30)
+LOCK_TTL = timedelta(minutes=5)
+"""A lock whose heartbeat is older than this is taken over (its owner hung or died)."""
+HEARTBEAT = timedelta(minutes=1)
+"""How often a running consolidation refreshes its lock besides after every chunk."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +129,10 @@ class Consolidator:
         report = ConsolidationReport()
         holder = lock_holder()
         lock = f"consolidate:{agent_id}"
-        if not await acquire_job_lock(self._store, lock, holder, now, LOCK_TTL):
+        if not await acquire_job_lock(self._store, lock, holder, datetime.now(UTC), LOCK_TTL):
             report.skipped_locked = True
             return report
+        heartbeat = asyncio.create_task(keep_job_lock_alive(self._store, lock, holder))
         try:
             while True:
                 lines = await self._next_chunk(agent_id, now)
@@ -127,11 +140,21 @@ class Consolidator:
                     break
                 await self._process(agent_id, lines, report)
                 report.chunks += 1
+                if not await refresh_job_lock(
+                    self._store, lock, holder, datetime.now(UTC), LOCK_TTL
+                ):
+                    # Taken over (this run looked dead): stop; the new owner goes on.
+                    report.errors.append("the consolidation lock was taken over; stopped")
+                    log.warning("consolidation of %s lost its lock; stopping", agent_id)
+                    break
                 if on_chunk is not None:
                     result = on_chunk(report)
                     if result is not None:
                         await result
         finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
             await release_job_lock(self._store, lock, holder)
         return report
 
@@ -223,22 +246,87 @@ class Consolidator:
 
 
 def lock_holder() -> str:
-    """A name for this process's hold on a job lock."""
-    return f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+    """A name for this process's hold on a job lock: ``host:pid:token``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_is_dead(holder: str) -> bool:
+    """True when ``holder`` (see :func:`lock_holder`) is a process of this host that no
+    longer runs.  Another host's owner, or a holder of another form, is never known dead:
+    only its heartbeat going stale frees its lock."""
+    host, _, rest = holder.partition(":")
+    pid_text, _, _token = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False  # this process: another task of it may be running the job
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
 
 
 async def acquire_job_lock(
     store: Store, name: str, holder: str, now: datetime, ttl: timedelta
 ) -> bool:
-    """Take the job lock ``name`` unless another holder has it (an expired one is taken
-    over), so several bot processes never run the same job at once."""
-    async with store.engine.begin() as conn:
-        row = (await conn.execute(select(job_locks).where(job_locks.c.name == name))).first()
-        if row is not None and row.expires_at > now and row.holder != holder:
-            return False
-        await conn.execute(delete(job_locks).where(job_locks.c.name == name))
-        await conn.execute(insert(job_locks).values(name=name, holder=holder, expires_at=now + ttl))
+    """Take the job lock ``name`` unless another live holder has it, so several bot
+    processes never run the same job at once.  A lock whose heartbeat is stale (expired)
+    or whose owner's process is gone (same host) is taken over."""
+    try:
+        async with store.engine.begin() as conn:
+            row = (await conn.execute(select(job_locks).where(job_locks.c.name == name))).first()
+            if row is not None and row.holder != holder:
+                if row.expires_at > now and not owner_is_dead(row.holder):
+                    return False
+                log.warning(
+                    "taking over the job lock %s of %s (%s)",
+                    name,
+                    row.holder,
+                    "its process is gone" if row.expires_at > now else "its heartbeat is stale",
+                )
+            if row is not None:
+                # Only the row seen: a run taking it over at the same time finds nothing.
+                gone = await conn.execute(
+                    delete(job_locks).where(
+                        job_locks.c.name == name, job_locks.c.holder == row.holder
+                    )
+                )
+                if gone.rowcount != 1:
+                    return False
+            await conn.execute(
+                insert(job_locks).values(name=name, holder=holder, expires_at=now + ttl)
+            )
+    except IntegrityError:
+        return False  # another run inserted it first
     return True
+
+
+async def refresh_job_lock(
+    store: Store, name: str, holder: str, now: datetime, ttl: timedelta
+) -> bool:
+    """The heartbeat: move the lock's expiry to ``now + ttl``.  False when ``holder`` no
+    longer holds it (it was taken over)."""
+    async with store.engine.begin() as conn:
+        result = await conn.execute(
+            update(job_locks)
+            .where(job_locks.c.name == name, job_locks.c.holder == holder)
+            .values(expires_at=now + ttl)
+        )
+    return bool(result.rowcount)
+
+
+async def keep_job_lock_alive(store: Store, name: str, holder: str) -> None:
+    """Refresh the lock every :data:`HEARTBEAT` while a chunk takes long (an LLM batch)."""
+    while True:
+        await asyncio.sleep(HEARTBEAT.total_seconds())
+        try:
+            await refresh_job_lock(store, name, holder, datetime.now(UTC), LOCK_TTL)
+        except Exception as exc:  # the next chunk's refresh will tell
+            log.warning("could not refresh the job lock %s: %s", name, exc)
 
 
 async def release_job_lock(store: Store, name: str, holder: str) -> None:

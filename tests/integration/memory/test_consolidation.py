@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
+import socket
 import sys
-import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from carrier.memory.consolidation import Consolidator, OfflineExtractor
+from carrier.memory.consolidation import LOCK_TTL, Consolidator, OfflineExtractor
 from carrier.memory.long_term import LongTermMemory
 from carrier.memory.people import forget_user, retract_message, what_i_know
 from carrier.store.database import create_engine
@@ -162,11 +163,143 @@ async def test_a_held_lock_skips_the_run(store: Store) -> None:
     async with store.engine.begin() as conn:
         await conn.execute(
             job_locks.insert().values(
-                name="consolidate:fish", holder="other-host", expires_at=DAY1 + timedelta(days=9)
+                name="consolidate:fish",
+                holder="other-host:4242:abcd",
+                expires_at=datetime.now(UTC) + timedelta(minutes=4),
             )
         )
     report = await consolidator(store).consolidate("fish", DAY1 + timedelta(hours=1))
     assert report.skipped_locked and report.messages_archived == 0
+
+
+async def test_a_live_owner_on_this_host_keeps_its_lock(store: Store) -> None:
+    await log(store, line(1, "ana", "I live in Lisbon", DAY1))
+    # Process 1 always runs: its lock is not taken over while its heartbeat is fresh.
+    await hold_lock(store, f"{socket.gethostname()}:1:live", timedelta(minutes=4))
+    report = await consolidator(store).consolidate("fish", DAY1 + timedelta(hours=1))
+    assert report.skipped_locked and report.messages_archived == 0
+
+
+async def test_a_dead_owners_lock_is_taken_over_at_once(store: Store) -> None:
+    await log(store, line(1, "ana", "I live in Lisbon", DAY1))
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import os; print(os.getpid())", stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await child.communicate()
+    dead = f"{socket.gethostname()}:{int(out)}:gone"
+    await hold_lock(store, dead, timedelta(minutes=4))
+    report = await consolidator(store).consolidate("fish", DAY1 + timedelta(hours=1))
+    assert not report.skipped_locked and report.messages_archived == 1
+    async with store.engine.connect() as conn:  # released when done
+        assert (await conn.execute(select(job_locks))).first() is None
+
+
+async def test_a_stale_heartbeat_is_taken_over(store: Store) -> None:
+    await log(store, line(1, "ana", "I live in Lisbon", DAY1))
+    await hold_lock(store, "other-host:4242:hung", -timedelta(seconds=1))
+    report = await consolidator(store).consolidate("fish", DAY1 + timedelta(hours=1))
+    assert not report.skipped_locked and report.messages_archived == 1
+
+
+async def test_the_lock_is_refreshed_after_every_chunk(store: Store) -> None:
+    await log(store, *(line(i, "ana", f"I love topic {i}", DAY1) for i in range(3)))
+    seen: list[tuple[str, datetime]] = []
+
+    async def look(_report: object) -> None:
+        async with store.engine.connect() as conn:
+            row = (await conn.execute(select(job_locks))).one()
+        seen.append((row.holder, row.expires_at))
+
+    before = datetime.now(UTC)
+    await consolidator(store, chunk=1).consolidate("fish", DAY1 + timedelta(hours=1), on_chunk=look)
+    assert len(seen) == 3 and len({holder for holder, _ in seen}) == 1
+    host, pid, _token = seen[0][0].split(":")
+    assert (host, int(pid)) == (socket.gethostname(), os.getpid())
+    expiries = [expires for _, expires in seen]
+    assert expiries == sorted(expires for _, expires in seen)
+    assert all(before + LOCK_TTL <= e <= datetime.now(UTC) + LOCK_TTL for e in expiries)
+
+
+async def test_a_run_whose_lock_was_taken_over_stops(store: Store) -> None:
+    await log(store, *(line(i, "ana", f"I love topic {i}", DAY1) for i in range(4)))
+
+    async def steal(_report: object) -> None:
+        async with store.engine.begin() as conn:
+            await conn.execute(job_locks.update().values(holder="other-host:1:thief"))
+
+    report = await consolidator(store, chunk=1).consolidate(
+        "fish", DAY1 + timedelta(hours=1), on_chunk=steal
+    )
+    # The first chunk's refresh still held; the second found the lock gone and stopped.
+    assert report.messages_archived == 2 and report.errors
+    async with store.engine.connect() as conn:  # the new owner's lock is left alone
+        assert (await conn.execute(select(job_locks.c.holder))).scalar_one() == "other-host:1:thief"
+
+
+async def hold_lock(store: Store, holder: str, fresh_for: timedelta) -> None:
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            job_locks.insert().values(
+                name="consolidate:fish", holder=holder, expires_at=datetime.now(UTC) + fresh_for
+            )
+        )
+
+
+CHILD = """
+import asyncio, os, signal, sys
+from datetime import datetime
+from sqlalchemy import event
+from carrier.memory.consolidation import LOCK_TTL, Consolidator, OfflineExtractor
+from carrier.memory.long_term import LongTermMemory
+from carrier.store.database import create_engine
+from carrier.store.store import Store
+from carrier.testing.embeddings import HashingEmbedder
+
+url, cutoff, die_at_delete = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+async def main():
+    store = Store(create_engine(url))
+    deletes = [0]
+
+    @event.listens_for(store.engine.async_engine.sync_engine, "before_cursor_execute")
+    def maybe_die(conn, cursor, statement, parameters, context, executemany):
+        # Inside a chunk's transaction: facts merged, messages copied to the archive,
+        # the log's delete about to run, nothing committed.
+        if statement.lstrip().upper().startswith("DELETE FROM SHORT_TERM_MESSAGES"):
+            deletes[0] += 1
+            if deletes[0] == die_at_delete:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    c = Consolidator(store, LongTermMemory(store, HashingEmbedder()), OfflineExtractor(),
+                     chunk=100)
+    print("started", flush=True)
+    await c.consolidate("fish", datetime.fromisoformat(cutoff))
+    print("finished", flush=True)
+
+asyncio.run(main())
+"""
+
+
+async def run_child(url: str, cutoff: str, *, die_at_delete: int = 0, kill_after: float) -> int:
+    """Run a consolidation in a child process; SIGKILL it after ``kill_after`` seconds (or
+    it kills itself inside its ``die_at_delete``-th chunk transaction).  Its return code."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        CHILD,
+        url,
+        cutoff,
+        str(die_at_delete),
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert child.stdout is not None
+    assert await child.stdout.readline() == b"started\n"
+    try:
+        await asyncio.wait_for(child.wait(), kill_after)
+    except TimeoutError:
+        child.send_signal(signal.SIGKILL)
+    return await child.wait()
 
 
 async def test_killed_mid_run_then_run_again_loses_and_doubles_nothing(tmp_path: Path) -> None:
@@ -188,49 +321,41 @@ async def test_killed_mid_run_then_run_again_loses_and_doubles_nothing(tmp_path:
         ),
     )
     await store.close()
-
     cutoff = (DAY1 + timedelta(hours=2)).isoformat()
-    script = textwrap.dedent(f"""
-        import asyncio, time
-        from datetime import datetime
-        from carrier.memory.consolidation import Consolidator, OfflineExtractor
-        from carrier.memory.long_term import LongTermMemory
-        from carrier.store.database import create_engine
-        from carrier.store.store import Store
-        from carrier.testing.embeddings import HashingEmbedder
 
-        async def main():
-            store = Store(create_engine({url!r}))
-            def slow(report):
-                print("chunk", report.chunks, flush=True)
-                time.sleep(0.3)
-            c = Consolidator(store, LongTermMemory(store, HashingEmbedder()),
-                             OfflineExtractor(), chunk=100)
-            await c.consolidate("fish", datetime.fromisoformat({cutoff!r}), on_chunk=slow)
-        asyncio.run(main())
-    """)
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        script,
-        stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert child.stdout is not None
-    await child.stdout.readline()  # one chunk committed...
-    await child.stdout.readline()  # ...and a second
-    child.send_signal(signal.SIGKILL)
-    await child.wait()
+    async def state() -> tuple[tuple[int, int, int], list[str]]:
+        opened = Store(create_engine(url))
+        try:
+            async with opened.engine.connect() as conn:
+                holders = [r.holder for r in await conn.execute(select(job_locks))]
+            return await counts(opened), holders
+        finally:
+            await opened.close()
 
+    # 1. Killed inside the third chunk's transaction: two chunks done, the third rolled back.
+    assert await run_child(url, cutoff, die_at_delete=3, kill_after=60) == -signal.SIGKILL
+    (logged, archived, refs), holders = await state()
+    assert (logged, archived) == (total - 200, 200) and refs == 2 * 200
+    assert len(holders) == 1  # the dead run's lock is left behind, unexpired
+    # 2. Killed at random moments: between chunks, inside transactions, while embedding.
+    rng = random.Random(7)
+    for _ in range(3):
+        await run_child(url, cutoff, kill_after=rng.uniform(0.0, 0.6))
+        (logged, archived, refs), holders = await state()
+        assert logged + archived == total and refs == 2 * archived
+    # 3. Run again with no hand-made clean-up: the dead owner's lock is taken over.
     store = Store(create_engine(url))
     try:
-        logged, archived, _ = await counts(store)
-        assert 0 < archived < total and logged + archived == total  # stopped midway
-        async with store.engine.begin() as conn:  # the dead run's lock has not expired yet
-            await conn.execute(job_locks.delete())
-        await consolidator(store, chunk=100).consolidate("fish", DAY1 + timedelta(hours=2))
+        report = await consolidator(store, chunk=100).consolidate("fish", DAY1 + timedelta(hours=2))
+        assert not report.skipped_locked
         logged, archived, refs = await counts(store)
         assert (logged, archived) == (0, total)  # none lost, none archived twice
+        async with store.engine.connect() as conn:
+            distinct = await conn.scalar(
+                select(func.count(func.distinct(message_archive.c.message_id)))
+            )
+            assert distinct == total
+            assert (await conn.execute(select(job_locks))).first() is None
         # every statement counted exactly once: 2 facts per message
         assert refs == 2 * total
     finally:
