@@ -7,7 +7,9 @@ configured.  Neither ever stops memory from working:
   (prompt and validated JSON: :mod:`carrier.generation.llm.extraction`); a batch whose
   answer is not valid JSON from any provider, or that no provider answers, is handled by the
   offline extractor instead.  A fact is filed under the one person of the batch whose name
-  the model gave (an ambiguous or unknown name is dropped), in the guild it was said in.
+  the model gave (an ambiguous or unknown name is dropped), in the guild it was said in,
+  with the message it came from: that person's line in the batch sharing the most words
+  with the fact (the latest on a tie), so deleting that message retracts the fact.
 * :class:`LLMContradictionJudge` asks whether a new statement replaces an old one ("lives
   in Porto" after "lives in Lisbon"); it raises when no provider gives a valid answer, and
   :meth:`carrier.memory.long_term.LongTermMemory.judge` then falls back to the offline rule.
@@ -19,7 +21,6 @@ import json
 import logging
 import re
 from collections.abc import Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -74,12 +75,10 @@ class LLMFactExtractor:
 
     async def _batch(self, batch: list[LoggedMessage], guild_id: str | None) -> list[Derived]:
         authors: dict[str, set[str]] = {}
-        last_said: dict[str, datetime] = {}
+        lines_of: dict[str, list[LoggedMessage]] = {}
         for line in batch:
             authors.setdefault(safe_name(line.author_name).casefold(), set()).add(line.author_id)
-            last_said[line.author_id] = max(
-                line.created_at, last_said.get(line.author_id, line.created_at)
-            )
+            lines_of.setdefault(line.author_id, []).append(line)
         try:
             facts = await self._llm.extract_facts(
                 batch, bot_name=self._bot_name, known_users={line.author_name for line in batch}
@@ -94,17 +93,39 @@ class LLMFactExtractor:
             if len(ids) != 1:
                 continue  # two people share the name, or the model named someone else
             (user_id,) = ids
+            source = source_line(fact.fact, lines_of[user_id])
             derived.append(
                 Derived(
                     user_id,
                     fact.fact[:MAX_FACT_CHARS],
                     fact.category,
-                    last_said[user_id],
+                    source.created_at,
                     guild_id,
-                    None,
+                    source.message_id,
                 )
             )
         return derived
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def _stems(text: str) -> set[str]:
+    """Words cut to their first five letters, so "lives" meets "live", "moved" "moving"."""
+    return {word[:5] for word in _WORD.findall(text.casefold()) if len(word) > 1}
+
+
+def source_line(fact: str, lines: Sequence[LoggedMessage]) -> LoggedMessage:
+    """The line of ``lines`` (one person's, in order) that ``fact`` most likely came from:
+    the most words in common, the latest on a tie (and with nothing in common)."""
+    wanted = _stems(fact)
+    best = lines[-1]
+    best_overlap = len(wanted & _stems(best.text))
+    for line in reversed(lines[:-1]):
+        overlap = len(wanted & _stems(line.text))
+        if overlap > best_overlap:
+            best, best_overlap = line, overlap
+    return best
 
 
 JUDGE_SYSTEM = """You keep {bot}'s memory of the people in a chat. You are shown an OLD and \

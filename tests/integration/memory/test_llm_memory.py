@@ -160,6 +160,39 @@ async def test_llm_facts_and_a_judged_move_keep_the_old_city_as_history(
     assert lisbon.superseded_by == porto.id  # kept as history, not deleted
 
 
+async def test_deleting_the_message_an_llm_fact_came_from_retracts_it(
+    memory: Memory, script: tuple[Script, fake.ScriptedLLMServer]
+) -> None:
+    answers, _server = script
+    answers.facts["Porto"] = [
+        {"user": "Ana", "fact": "Ana lives in Porto", "category": "personal"},
+        {"user": "Ana", "fact": "Ana has a parrot called Kiwi", "category": "pets"},
+        {"user": "Bo", "fact": "Bo works as a baker", "category": "job"},
+    ]
+    await consolidate(
+        memory,
+        said(1, "Ana", "hello everyone, I live in Porto now"),
+        said(2, "Bo", "I work as a baker, early mornings"),
+        said(3, "Ana", "my parrot Kiwi says hi"),
+        said(4, "Ana", "anyway, back to work"),
+    )
+    sources = {
+        f.fact: f.source_message_id
+        for user in ("ana", "bo")
+        for f in await memory.store.facts.for_user("fish", user)
+    }
+    assert sources == {
+        "Ana lives in Porto": "m0-1",
+        "Ana has a parrot called Kiwi": "m0-3",
+        "Bo works as a baker": "m0-2",
+    }
+    assert await memory.retract("m0-3") == 1  # Ana deleted the parrot message
+    assert [f.fact for f in await memory.store.facts.for_user("fish", "ana")] == [
+        "Ana lives in Porto"
+    ]
+    assert await memory.retract("m0-4") == 0  # nothing was learned from it
+
+
 async def test_the_judge_saying_no_keeps_both(
     memory: Memory, script: tuple[Script, fake.ScriptedLLMServer]
 ) -> None:
