@@ -10,6 +10,7 @@ from sqlalchemy import text
 from tests.integration.discord.conftest import Harness
 
 from carrier.clients.discord.cogs.admin import TrainCog
+from carrier.clients.discord.cogs.memory_tasks import MemoryTasksCog
 from carrier.testing.discord_emulator.model import User
 
 EPHEMERAL = 64
@@ -37,6 +38,16 @@ async def run(
     if response["type"] == 5:  # deferred: the answer is a follow-up
         return dict((await interaction.followups(1))[0])
     return dict(response.get("data") or {})
+
+
+def bot_messages(h: Harness) -> list[dict[str, Any]]:
+    """What the bot posted in #general as messages (not as answers to slash commands)."""
+    bot = str(h.bot_id)
+    return [
+        m
+        for m in h.emu.messages.get(h.general.id, [])
+        if m["author"]["id"] == bot and m["type"] in (0, 19)
+    ]
 
 
 def ephemeral(data: dict[str, Any]) -> bool:
@@ -249,6 +260,64 @@ async def test_quiet_hours_are_stored_and_shown(harness: Harness) -> None:
     await run(h, h.owner, "settings", sub="quiethours")
     shown = await run(h, h.owner, "settings", sub="show")
     assert "quiet hours: none" in shown["content"]
+
+
+async def test_server_deactivate_silences_every_channel_until_activated(harness: Harness) -> None:
+    h = harness
+    seen = await run(h, h.owner, "settings", opt("scope", "server"), sub="deactivate")
+    assert seen["content"] == "I am now silent in this server."
+    await h.say(h.alice, f"<@{h.bot_id}> hello?")
+    await h.quiet()
+    assert bot_messages(h) == []
+    # The channel's own setting does not override the server's.
+    await run(h, h.owner, "settings", opt("scope", "channel"), sub="activate")
+    await h.say(h.alice, f"<@{h.bot_id}> still nothing?")
+    await h.quiet()
+    assert bot_messages(h) == []
+    await run(h, h.owner, "settings", opt("scope", "server"), sub="activate")
+    sent = await h.say(h.alice, f"<@{h.bot_id}> and now?")
+    reply = await h.bot_reply(channel_id=h.general.id)
+    assert reply["message_reference"]["message_id"] == sent["id"]
+
+
+async def test_reply_mode_mention_ignores_the_name_and_contextual_answers_it(
+    harness: Harness,
+) -> None:
+    h = harness
+    seen = await run(h, h.owner, "settings", opt("mode", "mention"), sub="replymode")
+    assert seen["content"] == "In this channel I reply only when mentioned or replied to."
+    await h.say(h.alice, "Finnegan, what do you think of the tide?")
+    await h.quiet()
+    assert bot_messages(h) == []
+    await run(h, h.owner, "settings", opt("mode", "contextual"), sub="replymode")
+    sent = await h.say(h.alice, "Finnegan, what do you think of the tide now?")
+    reply = await h.bot_reply(channel_id=h.general.id)
+    assert reply["message_reference"]["message_id"] == sent["id"]
+
+
+async def test_quiet_hours_apply_end_to_end(harness: Harness) -> None:
+    h = harness
+    day = h.clock().replace(minute=0, second=0, microsecond=0)
+    h.clock.set(day.replace(hour=23))
+    await run(h, h.owner, "settings", opt("start", 22), opt("end", 6), sub="quiethours")
+    # Quiet: the name alone gets no answer, and the bot does not speak up on its own...
+    await h.say(h.alice, "Finnegan, are you awake?")
+    await h.quiet()
+    assert bot_messages(h) == []
+    h.carrier.scheduler.chance = 1.0
+    tasks = h.bot.get_cog("memory_tasks")
+    assert isinstance(tasks, MemoryTasksCog)
+    posted, _ = await tasks.run_due()
+    assert posted == []
+    # ...but a mention is still answered.
+    sent = await h.say(h.alice, f"<@{h.bot_id}> are you awake?")
+    reply = await h.bot_reply(channel_id=h.general.id)
+    assert reply["message_reference"]["message_id"] == sent["id"]
+    # After the quiet hours the name is enough again.
+    h.clock.set(day.replace(hour=12))
+    sent = await h.say(h.alice, "Finnegan, good morning!")
+    reply = await h.bot_reply(channel_id=h.general.id)
+    assert reply["message_reference"]["message_id"] == sent["id"]
 
 
 # -- moderation -----------------------------------------------------------------------------

@@ -106,6 +106,33 @@ async def test_ignored_kinds_of_message(harness: Harness) -> None:
     await h.bot_reply(channel_id=h.general.id)
 
 
+async def test_attachment_and_sticker_only_replies_to_the_bot_are_not_answered(
+    harness: Harness,
+) -> None:
+    h = harness
+    sent = await h.say(h.alice, f"<@{h.bot_id}> show me the reef")
+    first = await h.bot_reply(channel_id=h.general.id)
+    assert first["message_reference"]["message_id"] == sent["id"]
+    to_bot = int(first["id"])
+    picture = await h.say(h.alice, "", attachments=1, reply_to=to_bot, mentions=[])
+    sticker = await h.say(h.bob, "", sticker=True, reply_to=to_bot, mentions=[])
+    assert picture["message_reference"]["message_id"] == first["id"]
+    assert sticker["message_reference"]["message_id"] == first["id"]
+    await h.quiet()
+    # Nothing to answer: no second reply, no typing, no error on either side.
+    assert [m["id"] for m in bot_messages(h, h.general.id)] == [first["id"]]
+    assert h.general.id not in h.emu.typing
+    # Recorded as activity (empty text), like any attachment- or sticker-only message.
+    by_id = {m.message_id: m for m in await logged(h, h.general.id)}
+    assert (by_id[picture["id"]].author_id, by_id[picture["id"]].text) == (str(h.alice.id), "")
+    assert (by_id[sticker["id"]].author_id, by_id[sticker["id"]].text) == (str(h.bob.id), "")
+    assert len(by_id) == 4  # the question, the reply, the picture, the sticker
+    # Still answering.
+    again = await h.say(h.alice, "and the sharks?", reply_to=to_bot, mentions=[])
+    reply = await h.bot_reply(channel_id=h.general.id)
+    assert reply["message_reference"]["message_id"] == again["id"]
+
+
 async def test_channel_without_send_permission_is_recorded_only(harness: Harness) -> None:
     h = harness
     await h.say(h.alice, f"<@{h.bot_id}> are you there?", channel=h.readonly)
