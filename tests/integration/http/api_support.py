@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
 
 from carrier.bootstrap import build_engine_for, prepare_store
 from carrier.clients.http.app import create_app
@@ -41,6 +42,7 @@ class RunningApi:
     memory: Memory
     admin_key: str
     chat_key: str
+    app: FastAPI
     keys: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -74,7 +76,12 @@ async def running_api(
     llm: Generator | None = None,
     observers: list[EngineObserver] | None = None,
     ws_outbox_size: int = 256,
+    ws_auth_timeout_seconds: float = 10.0,
+    send_buffer_bytes: int | None = None,
 ) -> AsyncIterator[RunningApi]:
+    """``send_buffer_bytes`` sets SO_SNDBUF on the listening socket (accepted connections
+    inherit it), so a reader that stops reading holds up the server's writes after kilobytes
+    instead of the megabytes loopback would buffer."""
     store = await prepare_store(settings)
     memory = Memory(
         store,
@@ -94,8 +101,17 @@ async def running_api(
     )
     admin = await store.api_keys.create(settings.agent.id, "test-admin", ["chat", "admin"])
     chat = await store.api_keys.create(settings.agent.id, "test-chat", ["chat"])
-    app = create_app(settings, store, engine, memory, ws_outbox_size=ws_outbox_size)
+    app = create_app(
+        settings,
+        store,
+        engine,
+        memory,
+        ws_outbox_size=ws_outbox_size,
+        ws_auth_timeout_seconds=ws_auth_timeout_seconds,
+    )
     sock = socket.socket()
+    if send_buffer_bytes is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn_config(app, settings, host="127.0.0.1", port=port))
@@ -113,6 +129,7 @@ async def running_api(
             memory=memory,
             admin_key=admin.secret,
             chat_key=chat.secret,
+            app=app,
         )
     finally:
         server.should_exit = True

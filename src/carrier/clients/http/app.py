@@ -36,10 +36,12 @@ def create_app(
     *,
     metrics: Metrics | None = None,
     ws_outbox_size: int = OUTBOX_SIZE,
+    ws_auth_timeout_seconds: float = 10.0,
 ) -> FastAPI:
     """The app for ``engine``'s agent.  ``metrics`` defaults to the engine's registry, so
     /metrics shows the engine's figures and the API's side by side; ``ws_outbox_size`` is how
-    many events a WebSocket reader may fall behind before it is dropped."""
+    many events a WebSocket reader may fall behind before it is dropped;
+    ``ws_auth_timeout_seconds`` how long a WebSocket may take to send its auth frame."""
     metrics = metrics or engine.parts.metrics
     app = FastAPI(
         title="Carrier",
@@ -51,7 +53,14 @@ def create_app(
             'shape `{"error": {"status", "code", "message", "details"}}`.'
         ),
     )
-    ctx = ApiContext(settings=settings, store=store, engine=engine, memory=memory, metrics=metrics)
+    ctx = ApiContext(
+        settings=settings,
+        store=store,
+        engine=engine,
+        memory=memory,
+        metrics=metrics,
+        ws_auth_timeout_seconds=ws_auth_timeout_seconds,
+    )
     ctx.hub = ChannelHub(ws_outbox_size)
     app.state.carrier = ctx
     install_error_handlers(app)

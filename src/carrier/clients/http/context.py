@@ -24,6 +24,8 @@ class ApiContext:
     engine: Engine
     memory: Memory | None
     metrics: Metrics
+    ws_auth_timeout_seconds: float = 10.0
+    """How long a WebSocket may take to send its auth frame."""
     hub: ChannelHub = field(init=False)
 
     @property

@@ -8,6 +8,7 @@ never holds up the others or the chat: when its outbox is full it is disconnecte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -52,6 +53,12 @@ class Listener:
             return False
         return True
 
+    async def flush(self, timeout_seconds: float) -> None:
+        """Wait (up to ``timeout_seconds``) until everything offered so far has been sent."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_seconds):
+                await self._outbox.join()
+
     async def stop(self) -> None:
         self.closed = True
         if self._task is not None:
@@ -64,7 +71,10 @@ class Listener:
                 event = await self._outbox.get()
                 if event is None:
                     return
-                await self._send(event)
+                try:
+                    await self._send(event)
+                finally:
+                    self._outbox.task_done()
         except asyncio.CancelledError:
             raise
         except Exception:  # the peer went away

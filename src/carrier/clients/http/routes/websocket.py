@@ -12,7 +12,8 @@ Protocol (JSON text frames):
 3. A bad frame gets ``{"type": "error", "error": {<the error shape>}}`` and the socket stays
    open.  Close codes: 4401 no/unknown/expired/revoked key, 4403 missing scope, 4404 unknown
    agent, 4408 no auth frame in time, 1009 frame larger than ``api.max_ws_message_bytes``,
-   1013 the client read too slowly and fell behind.
+   1013 the client read too slowly and fell behind, 1011 an unexpected server error (after an
+   error frame with status 500; the error is logged).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from carrier.clients.http.auth import authenticate, check_agent
 from carrier.clients.http.chatting import say
@@ -38,7 +40,8 @@ from carrier.store.database import DatabaseError
 log = logging.getLogger("carrier.http.ws")
 router = APIRouter()
 
-AUTH_TIMEOUT_SECONDS = 10.0
+CLOSE_INTERNAL_ERROR = 1011
+_FLUSH_SECONDS = 1.0
 
 
 @router.websocket("/api/v1/agents/{agent_id}/channels/{channel_id}/ws")
@@ -49,7 +52,9 @@ async def channel_socket(websocket: WebSocket, agent_id: str, channel_id: str) -
         await websocket.close(4404, "bad channel id")
         return
     try:
-        presented = _bearer(websocket) or await _auth_frame(websocket) or ""
+        presented = (
+            _bearer(websocket) or await _auth_frame(websocket, ctx.ws_auth_timeout_seconds) or ""
+        )
         await authenticate(ctx, presented, "chat")
         check_agent(ctx, agent_id)
     except ApiError as exc:
@@ -75,7 +80,9 @@ async def channel_socket(websocket: WebSocket, agent_id: str, channel_id: str) -
         ctx.metrics.websockets.dec()
         for task in (receiving, gone):
             task.cancel()
-        await asyncio.gather(receiving, gone, return_exceptions=True)
+        for result in await asyncio.gather(receiving, gone, return_exceptions=True):
+            if isinstance(result, Exception):  # a bug outside a frame's handling
+                log.error("WebSocket of channel %s failed", channel_id, exc_info=result)
         await listener.stop()
     if listener.too_slow:
         # Its socket does not drain, so the close frame may never get out: do not wait on it.
@@ -97,6 +104,24 @@ async def _receive(
         except ApiError as exc:  # the key was revoked or expired while the socket was open
             await websocket.close(4000 + exc.status, exc.message[:120])
             return
+        except Exception as exc:
+            # Not swallowed by the caller's gather(): logged, told to the client in the one
+            # error shape (without internals), then the socket is closed.
+            log.exception("unexpected error on a WebSocket of channel %s", channel_id)
+            request_id = exc.request_id if isinstance(exc, _Unexpected) else None
+            listener.offer(_error(500, "unexpected server error; it has been logged", request_id))
+            await listener.flush(_FLUSH_SECONDS)
+            with contextlib.suppress(Exception):  # the peer may be gone already
+                await websocket.close(CLOSE_INTERNAL_ERROR, "unexpected server error")
+            return
+
+
+class _Unexpected(Exception):
+    """An unexpected error while answering the frame with ``request_id``."""
+
+    def __init__(self, request_id: Any) -> None:
+        super().__init__(f"unexpected error answering request {request_id!r}")
+        self.request_id = request_id
 
 
 def _bearer(websocket: WebSocket) -> str | None:
@@ -105,8 +130,8 @@ def _bearer(websocket: WebSocket) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-async def _auth_frame(websocket: WebSocket) -> str | None:
-    async with asyncio.timeout(AUTH_TIMEOUT_SECONDS):
+async def _auth_frame(websocket: WebSocket, timeout_seconds: float) -> str | None:
+    async with asyncio.timeout(timeout_seconds):
         raw = await websocket.receive_text()
     with contextlib.suppress(ValueError):
         frame = json.loads(raw)
@@ -158,12 +183,16 @@ async def _handle_frame(
         ]
         listener.offer(_error(422, "the message failed validation", request_id, details))
         return
-    # Checked on every message: a key revoked while the socket is open stops working at once.
-    await authenticate(ctx, presented, "chat")
     try:
+        # Checked on every message: a key revoked while the socket is open stops working at once.
+        await authenticate(ctx, presented, "chat")
         result = await say(ctx, channel_id, body)
-    except DatabaseError as exc:
+    except ApiError:
+        raise
+    except (DatabaseError, OperationalError, InterfaceError) as exc:
         log.error("database unavailable: %s", exc)
         listener.offer(_error(503, "the database is unavailable right now", request_id))
         return
+    except Exception as exc:
+        raise _Unexpected(request_id) from exc
     listener.offer({"type": "outcome", "request_id": request_id, **result.model_dump(mode="json")})
