@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from tests.integration.discord.conftest import Harness
+from tests.integration.discord.conftest import Harness, eventually
 
 from carrier.clients.discord.cogs.admin import TrainCog
 from carrier.clients.discord.cogs.memory_tasks import MemoryTasksCog
-from carrier.testing.discord_emulator.model import User
+from carrier.testing.discord_emulator.model import Permission, User
 
 EPHEMERAL = 64
 
@@ -350,6 +350,66 @@ async def test_moderation_refusals_never_reach_rest(harness: Harness) -> None:
     assert moderation_calls == []
 
 
+def moderation_calls(h: Harness) -> list[Any]:
+    return [
+        r
+        for r in h.emu.rest_log
+        if r.method in ("DELETE", "PUT", "PATCH") and r.path.startswith(f"/guilds/{h.guild.id}/")
+    ]
+
+
+async def test_bot_without_ban_members_refuses_and_calls_nothing(harness: Harness) -> None:
+    h = harness
+    without_ban = int(h.emu.world.roles[h.guild.bot_role_id].permissions) & ~int(
+        Permission.BAN_MEMBERS
+    )
+    h.emu.update_role(h.guild.bot_role_id, permissions=without_ban)
+
+    async def bot_lost_it() -> bool:
+        guild = h.bot.get_guild(h.guild.id)
+        return guild is not None and not guild.me.guild_permissions.ban_members
+
+    assert await eventually(bot_lost_it)
+    refused = await run(h, h.mod, "ban", opt("user", h.bob.id), opt("reason", "raid"))
+    assert ephemeral(refused)
+    assert refused["content"] == (
+        "I need the Ban Members permission to ban members; ask an admin to grant it."
+    )
+    unban = await run(h, h.mod, "unban", opt("user_id", str(h.bob.id)))
+    assert unban["content"] == (
+        "I need the Ban Members permission to unban members; ask an admin to grant it."
+    )
+    # Kicking needs another permission, which the bot still has.
+    kicked = await run(h, h.mod, "kick", opt("member", h.bob.id))
+    assert kicked["content"].startswith("Kicked")
+    await h.quiet(0.1)
+    assert [(r.method, r.path) for r in moderation_calls(h)] == [
+        ("DELETE", f"/guilds/{h.guild.id}/members/{h.bob.id}")
+    ]
+
+
+async def test_target_ranking_above_the_bot_is_refused(harness: Harness) -> None:
+    h = harness
+    high = h.emu.add_role(h.guild.id, "elders", position=7)  # the bot's role is at 5
+    h.emu.add_member(h.guild.id, (elder := h.emu.add_user("elder")).id, roles=[high.id])
+
+    async def bot_sees_the_elder() -> bool:
+        guild = h.bot.get_guild(h.guild.id)
+        member = guild.get_member(elder.id) if guild is not None else None
+        return member is not None and member.top_role.position == 7
+
+    assert await eventually(bot_sees_the_elder)
+    # The owner outranks everyone, so only the bot's own rank stops these.
+    for command, option in (("ban", "user"), ("kick", "member"), ("timeout", "member")):
+        extra = [opt("minutes", 5)] if command == "timeout" else []
+        refused = await run(h, h.owner, command, opt(option, elder.id), *extra)
+        assert refused["content"] == (
+            f"I cannot {command} someone whose highest role is equal to or above mine."
+        )
+    await h.quiet(0.1)
+    assert moderation_calls(h) == []
+
+
 async def test_timeout_ban_and_unban(harness: Harness) -> None:
     h = harness
     await run(
@@ -364,10 +424,14 @@ async def test_timeout_ban_and_unban(harness: Harness) -> None:
     assert patch.json.get("communication_disabled_until")
     assert patch.reason is not None and patch.reason.endswith("cool off")
     await run(h, h.mod, "ban", opt("user", h.bob.id), opt("reason", "raid"))
-    await h.emu.wait_for_request("PUT", rf"/guilds/{h.guild.id}/bans/{h.bob.id}")
-    unbanned = await run(h, h.mod, "unban", opt("user_id", str(h.bob.id)))
+    ban = await h.emu.wait_for_request("PUT", rf"/guilds/{h.guild.id}/bans/{h.bob.id}")
+    assert ban.reason == f"{h.mod.name} ({h.mod.id}): raid"
+    unbanned = await run(
+        h, h.mod, "unban", opt("user_id", str(h.bob.id)), opt("reason", "appeal  accepted")
+    )
     assert unbanned["content"] == f"Unbanned {h.bob.id}."
-    await h.emu.wait_for_request("DELETE", rf"/guilds/{h.guild.id}/bans/{h.bob.id}")
+    unban = await h.emu.wait_for_request("DELETE", rf"/guilds/{h.guild.id}/bans/{h.bob.id}")
+    assert unban.reason == f"{h.mod.name} ({h.mod.id}): appeal accepted"
     not_banned = await run(h, h.mod, "unban", opt("user_id", str(h.alice.id)))
     assert not_banned["content"] == f"User {h.alice.id} is not banned here."
     not_an_id = await run(h, h.mod, "unban", opt("user_id", "bob"))
