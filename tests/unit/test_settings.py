@@ -367,3 +367,27 @@ def test_the_example_documents_the_environment_variables() -> None:
         ".env",
     ):
         assert name in text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("discord:\n  shard_ids: [1]\n", "shard_ids needs shard_count"),
+        (
+            "discord:\n  shard_count: 2\n  shard_ids: [0, 2]\n",
+            "every shard id must be below shard_count (2)",
+        ),
+        ("discord:\n  shard_count: 2\n  shard_ids: [-1]\n", "discord.shard_ids.0 = -1"),
+        ("discord:\n  shard_count: 0\n", "discord.shard_count = 0"),
+    ],
+)
+def test_shard_ids_are_checked(tmp_path: Path, text: str, expected: str) -> None:
+    assert expected in config_error(tmp_path, text)
+
+
+def test_shard_ids_within_the_count_load(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "discord:\n  shard_count: 4\n  shard_ids: [2, 3]\n")
+    discord = load_settings(path).discord
+    assert (discord.shard_count, discord.shard_ids) == (4, [2, 3])
+    path.unlink()
+    assert load_settings(None).discord.shard_ids == []  # default: every shard

@@ -213,7 +213,8 @@ async def harness(
     settings = discord_settings(tmp_path, discord, **overrides)
     store = await prepare_store(settings)
     clock = Clock()
-    shards = settings.discord.shard_count or 1
+    # The shards this process runs: its shard_ids, else all shard_count of them.
+    shards = len(settings.discord.shard_ids) or settings.discord.shard_count or 1
     bot, memory, task = await start_bot(emu, settings, store, clock, shards=shards)
     from carrier.clients.discord.bot import carrier_of
 
