@@ -19,9 +19,10 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from carrier.store.database import DatabaseError
+from carrier.store.database import DatabaseError, explain
 
 log = logging.getLogger("carrier.http")
 
@@ -166,7 +167,11 @@ def install_error_handlers(app: FastAPI) -> None:
         where = ".".join(str(p) for p in first["loc"]) or "request"
         return error_response(422, f"{where}: {first['msg']}", details=details)
 
-    async def database_error(_: Request, exc: Exception) -> JSONResponse:
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        if not isinstance(exc, DatabaseError):
+            # A driver error raised outside the engine (a key check, an admin read): the same
+            # one line for the operator (explain() hides a URL's password), the same 503.
+            exc = explain(exc, request.app.state.carrier.store.engine.url.render_as_string())
         log.error("database unavailable: %s", exc)
         return error_response(503, "the database is unavailable right now; try again shortly")
 
@@ -178,4 +183,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(DatabaseError, database_error)
+    # Cannot connect, locked past the busy timeout, connection lost: try again later.
+    app.add_exception_handler(OperationalError, database_error)
+    app.add_exception_handler(InterfaceError, database_error)
     app.add_exception_handler(Exception, unexpected)
