@@ -115,9 +115,11 @@ async def test_related_archived_messages_reach_the_prompt_of_this_guild_only(
             memories = outcome.context["memories"]
             assert len(memories) == 1 and "huge pike on the fishing trip" in memories[0]
             assert memories[0].startswith("Ana on ")
-            system = server.requests[-1].system
-            assert "huge pike on the fishing trip" in system
-            assert "secret spot" not in system  # said in another guild
+            sent = server.requests[-1]
+            # Chat-derived text goes in the conversation's context message, never in system.
+            assert "huge pike on the fishing trip" not in sent.system
+            assert "huge pike on the fishing trip" in sent.messages[0]["content"]
+            assert all("secret spot" not in m["content"] for m in sent.messages)  # other guild
         finally:
             await engine.aclose()
 
