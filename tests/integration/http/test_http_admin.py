@@ -126,9 +126,23 @@ async def test_mood_and_global_state(api: RunningApi) -> None:
 
 
 async def test_consolidation_runs_on_demand(api: RunningApi) -> None:
-    for i in range(3):
-        await _say(api, "ana", f"@fish I love sailing boats number {i}")
+    said = [f"@fish I love sailing boats number {i}" for i in range(3)]
+    for text in said:
+        await _say(api, "ana", text)
     async with api.client() as client:
+        assert (await client.get(f"{BASE}/users/ana/memories")).json() == []
         report = await client.post(f"{BASE}/consolidate")
-    assert report.status_code == 200, report.text
-    assert set(report.json()) >= {"messages_archived", "facts_new", "errors"}
+        assert report.status_code == 200, report.text
+        done = report.json()
+        # The three messages (and the bot's replies) moved from the log to the archive ...
+        assert done["errors"] == [] and done["messages_archived"] >= 3
+        assert await api.store.messages.count("fish", archived=True) == done["messages_archived"]
+        assert await api.store.messages.count("fish") == 0
+        # ... and what Ana said about herself became a fact of hers.
+        facts = (await client.get(f"{BASE}/users/ana/memories")).json()
+        assert done["facts_new"] >= 1 and len(facts) >= 1
+        assert any("sailing" in f["fact"].lower() for f in facts), facts
+        # Safe to repeat: nothing is left to move, nothing is duplicated.
+        again = (await client.post(f"{BASE}/consolidate")).json()
+        assert again["messages_archived"] == 0 and again["facts_new"] == 0
+        assert len((await client.get(f"{BASE}/users/ana/memories")).json()) == len(facts)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from carrier.store import apikeys
 from carrier.store.apikeys import hash_key
 from carrier.store.schema import api_keys
 from carrier.store.store import Store
@@ -67,3 +68,22 @@ async def test_bad_keys_are_refused_with_a_reason(store: Store) -> None:
         "revoked",
         "active",
     ]
+
+
+async def test_the_deciding_comparison_is_constant_time(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created = await store.api_keys.create("fish", "spied", ["chat"])
+    calls: list[tuple[object, object]] = []
+    verdicts = iter([True, False])
+
+    def spy(a: str, b: str) -> bool:
+        calls.append((a, b))
+        return next(verdicts)  # what hmac.compare_digest says decides the outcome
+
+    monkeypatch.setattr(apikeys.hmac, "compare_digest", spy)
+    accepted = await store.api_keys.verify("fish", created.secret)
+    refused = await store.api_keys.verify("fish", created.secret)
+    assert accepted.problem is None and refused.problem == "unknown"
+    digest = hash_key(created.secret)
+    assert calls == [(digest, digest), (digest, digest)]

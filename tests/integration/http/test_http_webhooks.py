@@ -4,8 +4,13 @@ never holding up a reply, bounded."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import itertools
 import json
 import logging
+import random
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +39,7 @@ CHAT = "/api/v1/agents/fish/channels/general/messages"
 class Received:
     headers: dict[str, str]
     body: bytes
+    arrived_at: float  # time.monotonic() when the request reached the receiver
 
     @property
     def payload(self) -> dict[str, object]:
@@ -61,7 +67,7 @@ class Receiver(LoopbackServer):
     async def _hook(self, request: web.Request) -> web.Response:
         body = await request.read()
         async with self.arrived:
-            self.received.append(Received(dict(request.headers), body))
+            self.received.append(Received(dict(request.headers), body, time.monotonic()))
             self.arrived.notify_all()
         await self.hold.wait()
         return web.Response(status=self.statuses.popleft() if self.statuses else 200)
@@ -76,9 +82,14 @@ class Receiver(LoopbackServer):
         return self.url + "/hook"
 
 
-def _dispatcher(url: str, **options: float) -> WebhookDispatcher:
+def _dispatcher(url: str, rng: random.Random | None = None, **options: float) -> WebhookDispatcher:
     return WebhookDispatcher(
-        "fish", [url], SECRET, backoff_seconds=options.pop("backoff_seconds", 0.01), **options
+        "fish",
+        [url],
+        SECRET,
+        backoff_seconds=options.pop("backoff_seconds", 0.01),
+        rng=rng,
+        **options,
     )
 
 
@@ -94,6 +105,12 @@ async def test_a_reply_is_posted_signed_with_its_reason(tmp_path: Path) -> None:
     headers = delivery.headers
     assert headers[EVENT_HEADER] == "reply" and headers[DELIVERY_HEADER]
     assert headers["Content-Type"] == "application/json"
+    # The documented format, computed here as a receiver would (not by the project's code):
+    # "sha256=" + hex HMAC-SHA256 over "<timestamp>.<raw body>".
+    timestamp = headers[TIMESTAMP_HEADER].encode("ascii")
+    expected = hmac.new(SECRET, timestamp + b"." + delivery.body, hashlib.sha256).hexdigest()
+    assert headers[SIGNATURE_HEADER] == "sha256=" + expected
+    assert abs(int(timestamp) - time.time()) < 300
     assert verify_signature(
         SECRET, headers[TIMESTAMP_HEADER], delivery.body, headers[SIGNATURE_HEADER]
     )
@@ -114,17 +131,30 @@ async def test_a_reply_is_posted_signed_with_its_reason(tmp_path: Path) -> None:
     assert data["message"]["author_id"] == "ana" and data["channel_id"] == "general"
 
 
-async def test_consolidation_is_posted(tmp_path: Path) -> None:
+async def test_an_admin_triggered_consolidation_is_posted(tmp_path: Path) -> None:
     async with Receiver() as receiver:
         dispatcher = _dispatcher(receiver.hook)
         async with running_api(make_settings(tmp_path), observers=[dispatcher]) as api:
+            async with api.client(api.chat_key) as chat:
+                for text in ("I love sailing boats", "hello there"):
+                    response = await chat.post(CHAT, json={"author_id": "ana", "text": text})
+                    assert response.status_code == 200
             async with api.client() as client:
-                assert (await client.post("/api/v1/agents/fish/consolidate")).status_code == 200
+                response = await client.post("/api/v1/agents/fish/consolidate")
+            assert response.status_code == 200
+            report = response.json()
             [delivery] = await receiver.wait_for(1)
     assert delivery.headers[EVENT_HEADER] == "consolidation"
+    assert verify_signature(
+        SECRET,
+        delivery.headers[TIMESTAMP_HEADER],
+        delivery.body,
+        delivery.headers[SIGNATURE_HEADER],
+    )
     data = delivery.payload["data"]
     assert isinstance(data, dict) and data["agent_id"] == "fish"
-    assert "messages_archived" in data["report"]
+    # The webhook carries what this consolidation did: the two messages were archived.
+    assert data["report"] == report and report["messages_archived"] >= 2
 
 
 async def test_failures_are_retried_with_the_same_delivery_id() -> None:
@@ -206,3 +236,26 @@ def test_webhooks_need_their_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     [observer] = build_observers(settings)
     assert isinstance(observer, WebhookDispatcher) and observer.urls == ("http://127.0.0.1:9/hook",)
     assert build_observers(make_settings(tmp_path)) == []
+
+
+async def test_retries_back_off_exponentially_within_the_jitter_bounds() -> None:
+    base, seed = 0.1, 14
+    replay = random.Random(seed)  # the same draws the dispatcher's rng makes, one per retry
+    expected = [base * 2**n * (0.5 + replay.random()) for n in range(4)]
+    async with Receiver(503, 503, 429, 503, 200) as receiver:
+        dispatcher = _dispatcher(
+            receiver.hook, rng=random.Random(seed), backoff_seconds=base, max_attempts=5
+        )
+        dispatcher.emit("reply", {"n": 1})
+        await dispatcher.drain()
+        await dispatcher.aclose()
+    arrivals = [r.arrived_at for r in receiver.received]
+    assert len(arrivals) == 5 and dispatcher.delivered == 1
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+    for n, (gap, delay) in enumerate(zip(gaps, expected, strict=True)):
+        # backoff * 2**n, times a jitter factor in [0.5, 1.5): the seeded draw, never less
+        assert base * 2**n * 0.5 <= delay < base * 2**n * 1.5
+        assert gap >= delay - 0.002, (n, gaps, expected)
+    # With this seed every wait is at least 0.18 s longer than the one before.
+    assert all(b - a > 0.15 for a, b in itertools.pairwise(expected))
+    assert gaps == sorted(gaps), gaps
