@@ -112,6 +112,8 @@ def build_engine_for(
         if settings.redis_url
         else None
     )
+    if memory is not None and memory.mirror is None:
+        memory.mirror = mirror  # so "forget me" clears the user from the mirror too
     usage = None
     if llm is None and settings.llm.providers:
         usage = build_usage_recorder(settings, store, metrics)

@@ -43,7 +43,8 @@ from carrier.memory.archive import ArchiveHit, ArchiveVectors, archive_model
 from carrier.memory.consolidation import ConsolidationReport, Consolidator, FactExtractor
 from carrier.memory.embeddings.base import Embedder, EmbeddingError
 from carrier.memory.long_term import ContradictionJudge, LongTermMemory, RankedFact, Remembered
-from carrier.memory.people import Forgotten, WhatIKnow, forget_user, retract_message, what_i_know
+from carrier.memory.people import Forgotten, WhatIKnow, forget_user_in, what_i_know
+from carrier.memory.redis_mirror import RedisMirror
 from carrier.memory.vectors.base import VectorIndex, VectorIndexUnavailable, VectorItem
 from carrier.memory.vectors.sqlite_index import SQLiteVectorIndex
 from carrier.store.archive import ArchiveRepository, search_terms
@@ -81,6 +82,7 @@ class Memory:
         archive_results: int = 3,
         previous_embedder: Embedder | None = None,
         closers: Sequence[Callable[[], Awaitable[None]]] = (),
+        mirror: RedisMirror | None = None,
     ) -> None:
         """``previous_embedder`` is the model the stored vectors were made with, when the
         configured ``embedder`` is a new one: queries are embedded with both until
@@ -111,6 +113,8 @@ class Memory:
             ArchiveRepository(store.engine), store.state, self._archive_index, agent_id
         )
         self.previous_embedder = previous_embedder
+        self.mirror: RedisMirror | None = mirror
+        """The short-term mirror in Redis, when configured (a "forget me" clears it)."""
         self._queries: OrderedDict[tuple[str, str], asyncio.Task[np.ndarray]] = OrderedDict()
         self._maintenance: asyncio.Task[None] | None = None
         self._closers = list(closers)
@@ -203,8 +207,12 @@ class Memory:
         return result
 
     async def delete_facts(self, ids: Sequence[int]) -> int:
-        deleted = await self.store.facts.delete_ids(self.agent_id, ids)
-        await self.index.delete(ids)
+        """Delete facts; the database change stands even when the vector index cannot be
+        reached (it is rebuilt later, see :meth:`rebuild_index`)."""
+        async with self._database():
+            deleted = await self.store.facts.delete_ids(self.agent_id, ids)
+        async with self._index_may_fail("deleted facts"):
+            await self.index.delete(ids)
         return deleted
 
     # -- reading ---------------------------------------------------------------------------
@@ -302,12 +310,17 @@ class Memory:
     # -- people's control ------------------------------------------------------------------
 
     async def forget(self, user_id: str) -> Forgotten:
-        ids = await self.store.facts.ids_for_user(self.agent_id, user_id)
-        archived = await ArchiveRepository(self.store.engine).ids_by_author(self.agent_id, user_id)
-        forgotten = await forget_user(self.store, self.agent_id, user_id)
-        await self.index.delete(ids)
-        await self.archive.forget(archived)
-        return forgotten
+        """ "Forget me" (:func:`carrier.memory.people.forget_user`, one transaction), then
+        the user's vectors and their short-term mirror in Redis.  An unreachable vector
+        index or Redis never undoes the database change: both are cleared later."""
+        async with self._database(), self.store.engine.begin() as conn:
+            rows = await forget_user_in(conn, self.store, self.agent_id, user_id)
+        async with self._index_may_fail("a forgotten user's vectors"):
+            await self.index.delete(rows.fact_ids)
+            await self.archive.forget(rows.archive_ids)
+        if self.mirror is not None:
+            await self.mirror.forget_user(self.agent_id, user_id, rows.channel_ids)
+        return rows.forgotten
 
     async def message_edited(self, channel_id: str, message_id: str) -> None:
         """A message was edited (the log and archive already hold the new text): an archived
@@ -320,9 +333,13 @@ class Memory:
                 await self.archive.reindex(embedder, archive_id)
 
     async def retract(self, message_id: str) -> int:
-        ids = await self.store.facts.ids_from_message(self.agent_id, message_id)
-        retracted = await retract_message(self.store, self.agent_id, message_id)
-        await self.index.delete(ids)
+        """A message was deleted: the facts learned from it go (the vector index follows,
+        or is caught up with later when unreachable)."""
+        async with self._database():
+            ids = await self.store.facts.ids_from_message(self.agent_id, message_id)
+            retracted = await self.store.facts.delete_ids(self.agent_id, ids)
+        async with self._index_may_fail("retracted facts"):
+            await self.index.delete(ids)
         return retracted
 
     # -- consolidation and maintenance ---------------------------------------------------------

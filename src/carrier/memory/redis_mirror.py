@@ -72,6 +72,8 @@ class RedisMirror:
         self._prefix = prefix
         self._down_until = 0.0
         self._was_down = False
+        # Keys a "forget me" could not delete while Redis was down: deleted on its return.
+        self._pending_forget: set[str] = set()
         self.hits = 0
         self.misses = 0
 
@@ -113,9 +115,13 @@ class RedisMirror:
         self._down_until = time.monotonic() + RETRY_AFTER_SECONDS
 
     async def _recover(self, agent_id: str) -> None:
-        """After an outage, what the mirror holds may miss messages: forget the markers."""
+        """After an outage, what the mirror holds may miss messages: forget the markers;
+        and what a "forget me" meanwhile could not delete goes now."""
         if not self._was_down:
             return
+        if self._pending_forget:
+            await self._redis.delete(*sorted(self._pending_forget))
+            self._pending_forget.clear()
         pattern = f"{self._prefix}:{agent_id}:chan:*:complete"
         async for key in self._redis.scan_iter(match=pattern, count=500):
             await self._redis.delete(key)
@@ -171,6 +177,22 @@ class RedisMirror:
             )
         except (RedisError, OSError) as exc:
             self._failed(exc, "invalidating")
+
+    async def forget_user(self, agent_id: str, user_id: str, channel_ids: Sequence[str]) -> None:
+        """ "Forget me": drop the user's activity, and the mirror of every channel they wrote
+        in (``channel_ids``), which is then rebuilt from the database without them.  When
+        Redis cannot be reached, the keys are deleted as soon as it is back (and until then
+        nothing is read from the mirror)."""
+        keys = [self._user_key(agent_id, user_id)]
+        for channel_id in channel_ids:
+            keys += [self._log_key(agent_id, channel_id), self._marker_key(agent_id, channel_id)]
+        try:
+            if not self.available:
+                raise ConnectionError("the mirror is paused after a failure")
+            await self._redis.delete(*keys)
+        except (RedisError, OSError) as exc:
+            self._pending_forget.update(keys)
+            self._failed(exc, "forgetting a user")
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -269,28 +269,34 @@ class FactRepository:
         if not ids:
             return 0
         async with self._engine.begin() as conn:
-            await conn.execute(
-                update(memory_facts)
-                .where(
-                    memory_facts.c.agent_id == agent_id, memory_facts.c.superseded_by.in_(list(ids))
-                )
-                .values(superseded_by=None)
-            )
-            result = await conn.execute(
-                delete(memory_facts).where(
-                    memory_facts.c.agent_id == agent_id, memory_facts.c.id.in_(list(ids))
-                )
-            )
-            return int(result.rowcount)
+            return await self.delete_ids_in(conn, agent_id, ids)
 
-    async def ids_for_user(self, agent_id: str, user_id: str) -> list[int]:
-        async with self._engine.connect() as conn:
-            rows = await conn.execute(
-                select(memory_facts.c.id).where(
-                    memory_facts.c.agent_id == agent_id, memory_facts.c.user_id == user_id
-                )
+    async def delete_ids_in(self, conn: AsyncConnection, agent_id: str, ids: Sequence[int]) -> int:
+        """Delete facts in the caller's transaction; facts they superseded become current."""
+        if not ids:
+            return 0
+        await conn.execute(
+            update(memory_facts)
+            .where(memory_facts.c.agent_id == agent_id, memory_facts.c.superseded_by.in_(list(ids)))
+            .values(superseded_by=None)
+        )
+        result = await conn.execute(
+            delete(memory_facts).where(
+                memory_facts.c.agent_id == agent_id, memory_facts.c.id.in_(list(ids))
             )
-            return [int(r.id) for r in rows]
+        )
+        return int(result.rowcount)
+
+    async def ids_for_user(
+        self, agent_id: str, user_id: str, *, conn: AsyncConnection | None = None
+    ) -> list[int]:
+        query = select(memory_facts.c.id).where(
+            memory_facts.c.agent_id == agent_id, memory_facts.c.user_id == user_id
+        )
+        if conn is not None:
+            return [int(r.id) for r in await conn.execute(query)]
+        async with self._engine.connect() as own:
+            return [int(r.id) for r in await own.execute(query)]
 
     async def ids_from_message(self, agent_id: str, message_id: str) -> list[int]:
         async with self._engine.connect() as conn:

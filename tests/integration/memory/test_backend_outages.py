@@ -176,6 +176,40 @@ async def test_chroma_lost_mid_run_the_bot_answers_and_nothing_is_lost(
         await memory.aclose()
 
 
+async def test_forget_retract_and_delete_stand_while_the_index_is_lost(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "chroma"
+    memory = await stored_memory(store, ChromaVectorIndex(folder))
+    await memory.add_fact("bo", "plays the cello on sundays", "hobbies", source_message_id="b1")
+    await memory.add_fact("bo", "has a cat called Tom", "pets")
+    await memory.add_fact("cy", "works as a baker", "job")
+    try:
+        shutil.rmtree(folder)  # the vector files vanish under the running bot...
+        folder.write_text("in the way", encoding="utf-8")  # ...and cannot be made again
+        with caplog.at_level(logging.WARNING):
+            assert await memory.retract("b1") == 1
+            [tom] = await store.facts.for_user("fish", "bo")
+            assert await memory.delete_facts([tom.id]) == 1
+            forgotten = await memory.forget("ana")
+        assert forgotten.facts == 2 and forgotten.messages == 2
+        assert caplog.text.count("indexed later") == 3 and memory.index_stale
+        # The database changes stand.
+        assert await store.facts.for_user("fish", "bo") == []
+        assert await store.facts.for_user("fish", "ana") == []
+        assert (await memory.what_i_know("ana")).messages_kept == 0
+        # Rebuilt once the folder can be used, the index holds only what is left.
+        folder.unlink()
+        await maintain_once(memory)
+        assert not memory.index_stale
+        assert [s.fact.fact for s in await memory.similar("cello cat dog lisbon", k=10)] == [
+            "works as a baker"
+        ]
+        assert await memory.search_archive("pike fishing", guild_id="g1") == []
+    finally:
+        await memory.aclose()
+
+
 # --- PostgreSQL mid-run --------------------------------------------------------------------------
 
 

@@ -16,10 +16,11 @@ from sqlalchemy import func, select
 
 from carrier.memory.consolidation import LOCK_TTL, Consolidator, OfflineExtractor
 from carrier.memory.long_term import LongTermMemory
-from carrier.memory.people import forget_user, retract_message, what_i_know
+from carrier.memory.people import Forgotten, forget_user, retract_message, what_i_know
 from carrier.store.database import create_engine
 from carrier.store.messages import LoggedMessage
 from carrier.store.migrate import upgrade
+from carrier.store.relationships import RelationshipRow
 from carrier.store.schema import job_locks, memory_facts, message_archive, short_term_messages
 from carrier.store.store import Store
 from carrier.testing.embeddings import HashingEmbedder
@@ -360,3 +361,48 @@ async def test_killed_mid_run_then_run_again_loses_and_doubles_nothing(tmp_path:
         assert refs == 2 * total
     finally:
         await store.close()
+
+
+async def befriend(store: Store, user: str) -> None:
+    async with store.engine.begin() as conn:
+        await store.users.touch_in(conn, "fish", user, "Ana", False, DAY1)
+    await store.relationships.put(
+        "fish",
+        user,
+        RelationshipRow(anger=1.0, rapport=7.0, trust=6.0, formality=0.0, updated_at=DAY1),
+    )
+
+
+@pytest.mark.postgres
+async def test_forget_me_removes_the_relationship_and_names(store: Store) -> None:
+    await log(store, line(1, "ana", "I live in Lisbon", DAY1))
+    await consolidator(store).consolidate("fish", DAY1 + timedelta(hours=1))
+    await befriend(store, "u-ana")
+    await befriend(store, "u-bo")
+    assert (await what_i_know(store, "fish", "u-ana")).relationship is not None
+    forgotten = await forget_user(store, "fish", "u-ana")
+    assert forgotten.relationship and forgotten.facts == 1 and forgotten.messages == 1
+    assert await store.relationships.get("fish", "u-ana") is None
+    assert await store.users.get("fish", "u-ana") is None
+    assert await store.users.nicknames("fish", "u-ana") == []
+    assert await store.relationships.get("fish", "u-bo") is not None  # others untouched
+    again = await forget_user(store, "fish", "u-ana")
+    assert again == Forgotten(facts=0, messages=0, relationship=False)
+
+
+async def test_forget_me_is_one_transaction(store: Store) -> None:
+    """A failure at the last step (the user row) leaves everything as it was."""
+    await log(store, line(1, "ana", "I live in Lisbon", DAY1))
+    await consolidator(store).consolidate("fish", DAY1 + timedelta(hours=1))
+    await log(store, line(2, "ana", "I love tea", DAY1 + timedelta(hours=2)))
+    await befriend(store, "u-ana")
+    async with store.engine.begin() as conn:
+        await conn.exec_driver_sql(
+            "CREATE TRIGGER no_forget BEFORE DELETE ON users "
+            "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+    with pytest.raises(Exception, match="refused"):
+        await forget_user(store, "fish", "u-ana")
+    known = await what_i_know(store, "fish", "u-ana")
+    assert [f.fact for f in known.facts] == ["lives in Lisbon"]
+    assert known.messages_kept == 2 and known.relationship is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -15,11 +16,15 @@ from redis.asyncio import Redis
 from carrier.bootstrap import build_engine_for
 from carrier.engine.messages import IncomingMessage
 from carrier.engine.pipeline import Engine
+from carrier.memory.api import Memory
+from carrier.memory.consolidation import OfflineExtractor
 from carrier.memory.redis_mirror import ACTIVE_TTL, INACTIVE_TTL
+from carrier.memory.vectors.registry import create_vector_index
 from carrier.persona.character import load_character
 from carrier.persona.service import import_character
 from carrier.settings import load_settings
 from carrier.store.store import Store
+from carrier.testing.embeddings import HashingEmbedder
 
 ROOT = Path(__file__).resolve().parents[3]
 _ids = itertools.count(1)
@@ -40,10 +45,14 @@ async def engine(
 
 
 def message(
-    text: str, author: str = "alice", at: datetime | None = None, **kw: object
+    text: str,
+    author: str = "alice",
+    at: datetime | None = None,
+    channel_id: str = "chan",
+    **kw: object,
 ) -> IncomingMessage:
     return IncomingMessage(
-        channel_id="chan",
+        channel_id=channel_id,
         guild_id="guild",
         message_id=f"r{next(_ids)}",
         author_id=f"u-{author}",
@@ -140,3 +149,92 @@ async def test_edits_and_deletions_reach_the_mirrored_window(engine: Engine) -> 
     assert await window_texts(engine) == ["my favourite snack is salmon"]
     await engine.message_deleted("chan", first.message_id)
     assert await window_texts(engine) == []
+
+
+@pytest.fixture
+async def with_memory(
+    store: Store, redis_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[Engine, Memory]]:
+    redis_server.flushall()
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    settings = load_settings(None)
+    await import_character(store, "fish", load_character(ROOT / "characters" / "fish.yaml"))
+    memory = Memory(
+        store,
+        HashingEmbedder(),
+        create_vector_index(settings, store),
+        agent_id="fish",
+        extractor=OfflineExtractor(),
+    )
+    built = build_engine_for(settings, store, "bot", rng=random.Random(9), memory=memory)
+    assert memory.mirror is built.parts.short_term.mirror is not None
+    yield built, memory
+    await built.aclose()
+    await memory.aclose()
+
+
+async def mirrored_authors(redis_server: Any, channel: str) -> list[str]:
+    client = Redis.from_url(redis_server.url)
+    try:
+        raw = await client.zrange(f"carrier:fish:chan:{channel}:log", 0, -1)
+        return sorted(json.loads(item)["author_id"] for item in raw)
+    finally:
+        await client.aclose()
+
+
+async def user_key_exists(redis_server: Any, user: str) -> bool:
+    client = Redis.from_url(redis_server.url)
+    try:
+        return bool(await client.exists(f"carrier:fish:user:u-{user}"))
+    finally:
+        await client.aclose()
+
+
+async def test_forget_me_clears_the_user_from_the_mirror(
+    with_memory: tuple[Engine, Memory], redis_server: Any
+) -> None:
+    engine, memory = with_memory
+    await engine.handle(message("I love sushi", author="alice"))
+    await engine.handle(message("and I love tea", author="bob"))
+    await engine.handle(message("hello other room", author="alice", channel_id="chan2"))
+    await engine.drain()
+    await window_texts(engine)  # the mirror is complete: served from Redis from now on
+    assert "u-alice" in await mirrored_authors(redis_server, "chan")
+    assert await user_key_exists(redis_server, "alice")
+
+    forgotten = await memory.forget("u-alice")
+    assert forgotten.messages == 2
+    assert not await user_key_exists(redis_server, "alice")
+    assert await user_key_exists(redis_server, "bob")
+    for channel in ("chan", "chan2"):
+        assert "u-alice" not in await mirrored_authors(redis_server, channel)
+    # Rebuilt from the database, without her; served from Redis again afterwards.
+    assert await window_texts(engine) == ["and I love tea"]
+    assert await mirrored_authors(redis_server, "chan") == ["u-bob"]
+    mirror = engine.parts.short_term.mirror
+    assert mirror is not None
+    hits = mirror.hits
+    assert await window_texts(engine) == ["and I love tea"] and mirror.hits > hits
+
+
+async def test_forget_me_while_redis_is_down_is_applied_when_it_returns(
+    with_memory: tuple[Engine, Memory], redis_server: Any
+) -> None:
+    engine, memory = with_memory
+    await engine.handle(message("I love sushi", author="carol"))
+    await engine.handle(message("and I love tea", author="bob"))
+    await engine.drain()
+    await window_texts(engine)
+    redis_server.stop()
+    try:
+        forgotten = await memory.forget("u-carol")  # the database forgets at once
+        assert forgotten.messages == 1
+        assert await window_texts(engine) == ["and I love tea"]
+    finally:
+        redis_server.resume()
+    mirror = engine.parts.short_term.mirror
+    assert mirror is not None
+    mirror._down_until = 0.0  # don't wait the retry pause in a test
+    assert await window_texts(engine) == ["and I love tea"]
+    assert await mirrored_authors(redis_server, "chan") == ["u-bob"]
+    assert not await user_key_exists(redis_server, "carol")
