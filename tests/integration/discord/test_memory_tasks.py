@@ -37,6 +37,9 @@ async def test_daily_job_sets_the_new_status_as_presence(harness: Harness) -> No
 
 async def test_proactive_message_posted_when_the_scheduler_fires(harness: Harness) -> None:
     h = harness
+    # The bot's defaults: every 30 minutes per active channel, with a 10% chance.
+    assert h.carrier.scheduler.interval == timedelta(minutes=30)
+    assert h.carrier.scheduler.chance == 0.1
     h.carrier.scheduler.chance = 1.0
     await h.say(h.alice, "the current is strong today")
     await h.quiet(0.1)

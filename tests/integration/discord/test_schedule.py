@@ -4,12 +4,14 @@ claims across instances, and the jobs it runs."""
 from __future__ import annotations
 
 import random
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from carrier.bootstrap import build_engine_for
+from carrier.engine.initiative import PROACTIVE_CHANCE, STATUS_KEY, proactive_message
 from carrier.engine.messages import IncomingMessage
 from carrier.engine.pipeline import Engine
 from carrier.engine.schedule import ChannelRef, JobClaims, Scheduler
@@ -20,6 +22,7 @@ from carrier.persona.character import load_character
 from carrier.persona.service import import_character
 from carrier.settings import load_settings
 from carrier.store.store import Store
+from carrier.testing import llm_server as fake
 from carrier.testing.embeddings import HashingEmbedder
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -172,4 +175,92 @@ async def test_proactive_tick_respects_chance_activity_and_quiet_hours(
     await store.channels.set_guild("fish", "g1", clear_quiet_hours=True)
     clock.now += timedelta(minutes=30)
     assert len(await always.proactive_tick(channels)) == 1
+    await engine.aclose()
+
+
+MOOD = {
+    "daily_mood_anger": "8",
+    "daily_mood_happiness": "9",
+    "daily_mood_energy": "2",
+    "daily_mood_curiosity": "9",
+}
+MOOD_WORDS = "irritable, cheerful, sleepy, curious"
+STATUS = "Counting bubbles in the lagoon"
+
+
+async def test_proactive_is_half_comments_half_status_musings_in_the_daily_mood(
+    store: Store, clock: Clock
+) -> None:
+    async with fake.ScriptedLLMServer(default=fake.answer("A thought from the reef.")) as llm:
+        await import_character(store, "fish", load_character(ROOT / "characters" / "fish.yaml"))
+        settings = load_settings(
+            None,
+            markov={"persona_weight": 1.0},
+            llm={
+                "mode": "llm",
+                "providers": [
+                    {
+                        "kind": "openai",
+                        "model": "scripted",
+                        "base_url": llm.openai_base_url,
+                        "api_key_env": None,
+                    }
+                ],
+            },
+        )
+        engine = build_engine_for(settings, store, "bot", clock=clock, rng=random.Random(3))
+        await store.state.set("fish", STATUS_KEY, STATUS)
+        await store.state.set_many("fish", {**MOOD, "daily_mood_date": START.date().isoformat()})
+        rng = random.Random(7)
+        kinds: Counter[str] = Counter()
+        for n in range(40):
+            await say(engine, clock, f"the tide is strange today, wave {n}", n=n)
+            await engine.drain()
+            asked = len(llm.requests)
+            posted = await proactive_message(engine, "c1", "g1", chance=1.0, rng=rng)
+            assert posted is not None and posted.text == "A thought from the reef."
+            assert len(llm.requests) == asked + 1
+            request = llm.requests[-1]
+            kinds[posted.kind] += 1
+            # Both kinds are written in the day's mood.
+            assert f"Your mood today: {MOOD_WORDS}." in request.system
+            musing = f'a musing that expands on your current status, "{STATUS}"'
+            if posted.kind == "status":
+                # A musing on the status alone: no transcript, no comment asked for.
+                assert musing in request.system
+                assert "a comment on the recent conversation" not in request.system
+                assert not any(f"wave {n}" in m["content"] for m in request.messages)
+            else:
+                assert posted.kind == "contextual"
+                assert "a comment on the recent conversation" in request.system
+                assert any(f"wave {n}" in m["content"] for m in request.messages)
+            clock.now += timedelta(seconds=30)
+        assert set(kinds) == {"contextual", "status"}
+        # 50/50: 40 draws, sd ~3.2: each kind well inside 12..28 (seeded, so stable).
+        assert 12 <= kinds["status"] <= 28, kinds
+        await engine.aclose()
+
+
+async def test_proactive_defaults_every_30_minutes_with_a_10_percent_chance(
+    store: Store, clock: Clock
+) -> None:
+    assert PROACTIVE_CHANCE == 0.1
+    discord = load_settings(None).discord
+    assert (discord.proactive_interval_minutes, discord.proactive_chance) == (30.0, 0.1)
+    engine = await make_engine(store, clock)
+    scheduler = Scheduler(engine, None)
+    assert scheduler.interval == timedelta(minutes=30) and scheduler.chance == 0.1
+    # The default chance: about one call in ten posts (a miss costs nothing, so many draws).
+    await say(engine, clock, "small talk")
+    await engine.drain()
+    rng = random.Random(11)
+    draws, posted = 600, 0
+    for n in range(draws):
+        if await proactive_message(engine, "c1", "g1", rng=rng) is not None:
+            posted += 1
+            clock.now += timedelta(seconds=1)
+            await say(engine, clock, "more small talk", n=n)  # the bot no longer spoke last
+            await engine.drain()
+    # Binomial 600 x 0.1: mean 60, sd ~7.3 (seeded, so stable).
+    assert 40 <= posted <= 80, posted
     await engine.aclose()
