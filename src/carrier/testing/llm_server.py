@@ -43,6 +43,10 @@ strict=True)``
     Waits until ``count`` requests arrived (e.g. to act while one is stalled).
 ``server.active`` / ``server.peak_active``
     Requests being handled now / at most at once (to see that nothing serialises).
+``server.served``
+    ``(RecordedRequest, seconds)`` per chat request answered: the server's own time from
+    receiving the request to handing back its response, delays included (benchmarks take it
+    as the provider's time).
 
 Behaviours (functions returning a :class:`Behaviour`):
 
@@ -240,6 +244,7 @@ class ScriptedLLMServer(LoopbackServer):
         self._arrival = asyncio.Event()
         self.active = 0
         self.peak_active = 0
+        self.served: list[tuple[RecordedRequest, float]] = []
         self._closing = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -295,8 +300,10 @@ class ScriptedLLMServer(LoopbackServer):
         return await self._handle(request, "anthropic")
 
     async def _handle(self, request: web.Request, api: Api) -> web.StreamResponse:
+        began = time.perf_counter()
         self.active += 1
         self.peak_active = max(self.peak_active, self.active)
+        recorded: RecordedRequest | None = None
         try:
             try:
                 body = await request.json()
@@ -313,6 +320,8 @@ class ScriptedLLMServer(LoopbackServer):
             return await self._perform(request, recorded, behaviour)
         finally:
             self.active -= 1
+            if recorded is not None:
+                self.served.append((recorded, time.perf_counter() - began))
 
     def _record(self, recorded: RecordedRequest) -> None:
         self.requests.append(recorded)
@@ -685,7 +694,9 @@ def _sse(event: str | None, data: dict[str, Any]) -> bytes:
     return f"{head}data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-async def _serve(text: str, delay: float, port: int) -> None:
+async def _serve(
+    text: str, delay: float, port: int
+) -> tuple[list[tuple[RecordedRequest, float]], int]:
     import signal
 
     stop = asyncio.Event()
@@ -695,21 +706,30 @@ async def _serve(text: str, delay: float, port: int) -> None:
     async with ScriptedLLMServer(default=answer(text, delay=delay), port=port) as server:
         print(server.url, flush=True)
         await stop.wait()
-        print(f"requests {len(server.requests)} peak_active {server.peak_active}", flush=True)
+    return server.served, server.peak_active
 
 
 def main(argv: list[str] | None = None) -> None:
     """Serve one default behaviour from its own process (benchmarks load it from outside):
-    ``python -m carrier.testing.llm_server --answer TEXT --delay SECONDS [--port N]``.
-    Prints its URL on the first line; on SIGTERM prints the request count and peak."""
+    ``python -m carrier.testing.llm_server --answer TEXT --delay SECONDS [--port N]
+    [--timings FILE]``.  Prints its URL on the first line; on SIGTERM writes to FILE, one
+    JSON line per request, the last message's text and the server's own seconds, then prints
+    the request count and peak."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--answer", default="Blub.")
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--timings", default=None)
     args = parser.parse_args(argv)
-    asyncio.run(_serve(args.answer, args.delay, args.port))
+    served, peak = asyncio.run(_serve(args.answer, args.delay, args.port))
+    if args.timings:
+        with open(args.timings, "w", encoding="utf-8") as out:
+            for recorded, seconds in served:
+                last = recorded.messages[-1]["content"] if recorded.messages else ""
+                out.write(json.dumps({"last": last, "seconds": seconds}) + "\n")
+    print(f"requests {len(served)} peak_active {peak}", flush=True)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import math
 import struct
+import subprocess
+import sys
 import time
+import urllib.request
+from pathlib import Path
 
 import anthropic
 import openai
@@ -142,3 +147,47 @@ async def test_two_hundred_slow_answers_run_side_by_side() -> None:
     assert answers == ["slow but sure"] * 200
     # All 200 were in flight at once: nothing serialises.  (How fast is bench/'s job.)
     assert server.peak_active == 200
+
+
+async def test_the_servers_own_time_per_request_includes_its_delay() -> None:
+    async with ScriptedLLMServer(fake.answer("slow", delay=0.2), fake.answer("fast")) as server:
+        client = openai_client(server)
+        try:
+            assert await ask(client) == "slow"
+            assert await ask(client) == "fast"
+        finally:
+            await client.close()
+    (slow, slow_seconds), (fast, fast_seconds) = server.served
+    assert (slow, fast) == (server.requests[0], server.requests[1])
+    assert slow_seconds >= 0.2  # never less than the scripted delay
+    assert 0 < fast_seconds < slow_seconds
+
+
+def test_the_server_process_writes_its_timings(tmp_path: Path) -> None:
+    timings = tmp_path / "timings.jsonl"
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "carrier.testing.llm_server"),
+            *("--answer", "Blub.", "--timings", str(timings)),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi #7"}]})
+        request = urllib.request.Request(
+            f"{url}/v1/chat/completions",
+            data=body.encode(),
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.load(response)["choices"][0]["message"]["content"] == "Blub."
+    finally:
+        process.terminate()
+        out, _ = process.communicate(timeout=30)
+    lines = [json.loads(line) for line in timings.read_text().splitlines()]
+    assert [line["last"] for line in lines] == ["hi #7"]
+    assert lines[0]["seconds"] > 0
+    assert "requests 1" in out
