@@ -3,9 +3,16 @@ embedded default (SQLite, Markov replies).
 
     python bench/bench_discord.py [--seconds 60] [--latency-messages 200]
 
-Targets (issue 5): from the emulator delivering MESSAGE_CREATE to the bot's reply arriving
-at the emulator's REST, p95 <= 50 ms; 50 messages/s across 20 channels sustained for a
-minute with none lost (every message is a mention, so every one must be answered).
+Targets (issue 5), each printed as PASS or FAIL (the exit status is 1 when one is missed):
+- latency: from the emulator delivering MESSAGE_CREATE to the bot's reply arriving at the
+  emulator's REST, p95 <= 50 ms, on the embedded default (default settings, rate limits
+  included);
+- load: 50 messages/s across 20 channels sustained for a minute with none lost (every
+  message is a mention, so every one must be answered once).  This phase runs a second bot
+  on the same database with the rate limits raised: 50 mentions/s from 20 users is 150 per
+  user per minute, five times the default per-user limit (30/minute), and a rate-limited
+  mention gets no reply, so it would count as lost.  ``--seconds`` below 60 is a smoke run:
+  the load target is then reported SHORT, neither passed nor failed.
 """
 
 from __future__ import annotations
@@ -18,11 +25,14 @@ with warnings.catch_warnings():
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import random
 import statistics
+import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +41,10 @@ from carrier.clients.discord.bot import build_bot
 from carrier.memory.api import Memory
 from carrier.memory.consolidation import OfflineExtractor
 from carrier.memory.vectors.registry import create_vector_index
-from carrier.settings import load_settings
+from carrier.settings import Settings, load_settings
+from carrier.store.store import Store
 from carrier.testing.discord_emulator.emulator import DiscordEmulator
-from carrier.testing.discord_emulator.model import Channel
+from carrier.testing.discord_emulator.model import Channel, User
 from carrier.testing.embeddings import HashingEmbedder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,114 +100,199 @@ class Timings:
                 return
 
 
-async def main(seconds: float, latency_messages: int) -> None:
+LOAD_RATE_LIMITS = {"per_user": "1000000/minute", "global": "10000000/minute"}
+LATENCY_TARGET_MS = 50.0
+LOAD_SECONDS_TARGET = 60.0
+PER_USER_BUDGET = 25
+"""Mentions per user in the latency phase: under the default limit of 30 a minute."""
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def summary(values: list[float]) -> str:
+    if not values:
+        return "no samples"
+    return (
+        f"p50 {statistics.median(values):.1f} ms, p95 {pct(values, 0.95):.1f} ms, "
+        f"max {max(values):.1f} ms"
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_bot(
+    emu: DiscordEmulator, settings: Settings, store: Store, memory: Memory
+) -> AsyncIterator[None]:
+    bot = build_bot(settings, store, memory=memory, run_schedule=False)
+    bot._connection.guild_ready_timeout = 0.05
+    runner = asyncio.create_task(bot.start("bench-token"))
+    try:
+        await emu.wait_until_ready()
+        await asyncio.wait_for(bot.wait_until_ready(), 10)
+        yield
+        await bot.carrier.engine.drain()
+    finally:
+        await bot.close()
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+
+
+async def warm_up(
+    emu: DiscordEmulator,
+    timings: Timings,
+    channels: list[Channel],
+    users: list[User],
+    rng: random.Random,
+) -> None:
+    """Chains, caches, connections; one mention per user, so no per-user limit is near."""
+    mention = f"<@{emu.bot_user_id}> "
+    warm = []
+    for i, user in enumerate(users[:40]):
+        sent = await emu.send_message(channels[i % CHANNELS].id, user.id, mention + sentence(rng))
+        warm.append(sent["id"])
+    await timings.wait_for(set(warm), 30)
+
+
+async def latency_phase(
+    emu: DiscordEmulator,
+    timings: Timings,
+    channels: list[Channel],
+    users: list[User],
+    rng: random.Random,
+    count: int,
+) -> bool:
+    mention = f"<@{emu.bot_user_id}> "
+    latencies = []
+    lost = 0
+    for i in range(count):
+        started = time.perf_counter()
+        sent = await emu.send_message(
+            channels[i % CHANNELS].id, users[i % len(users)].id, mention + sentence(rng)
+        )
+        await timings.wait_for({sent["id"]}, 5)
+        arrived = timings.arrived.get(sent["id"])
+        if arrived is None:
+            lost += 1
+        else:
+            latencies.append((arrived - started) * 1000)
+    ok = bool(latencies) and lost == 0 and pct(latencies, 0.95) <= LATENCY_TARGET_MS
+    print(
+        f"[{verdict(ok)}] latency (target p95 <= {LATENCY_TARGET_MS:g} ms, none unanswered): "
+        f"MESSAGE_CREATE -> reply at REST, sequential, {count} messages: "
+        f"{summary(latencies)}; unanswered {lost}"
+    )
+    return ok
+
+
+async def load_phase(
+    emu: DiscordEmulator,
+    timings: Timings,
+    channels: list[Channel],
+    users: list[User],
+    rng: random.Random,
+    seconds: float,
+) -> bool | None:
+    """True/False: the target met or missed; None: a short (smoke) run, not judged."""
+    mention = f"<@{emu.bot_user_id}> "
+    total = max(1, int(seconds * RATE))
+    sent_at: dict[str, float] = {}
+    began = time.perf_counter()
+    for i in range(total):
+        delay = began + i / RATE - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        t0 = time.perf_counter()
+        sent = await emu.send_message(
+            channels[i % CHANNELS].id, users[(i * 7) % CHANNELS].id, mention + sentence(rng)
+        )
+        sent_at[sent["id"]] = t0
+    send_seconds = max(time.perf_counter() - began, 1e-9)
+    await timings.wait_for(set(sent_at), 120)
+    answered = [m for m in sent_at if m in timings.arrived]
+    lost = total - len(answered)
+    doubled = sum(1 for m in sent_at if timings.replies.get(m, 0) > 1)
+    loaded = [(timings.arrived[m] - sent_at[m]) * 1000 for m in answered]
+    last_reply = max((timings.arrived[m] for m in answered), default=began)
+    tail = max(0.0, last_reply - began - send_seconds)
+    achieved = total / send_seconds
+    # "Sustained": the sender kept the pace (within 2%), and every reply came (once).
+    met = lost == 0 and doubled == 0 and achieved >= RATE * 0.98
+    short = seconds < LOAD_SECONDS_TARGET
+    label = "SHORT" if short and met else verdict(met)
+    print(
+        f"[{label}] load (target {RATE:g} msg/s across {CHANNELS} channels for "
+        f"{LOAD_SECONDS_TARGET:g} s, none lost): {total} messages in {send_seconds:.1f} s "
+        f"({achieved:.1f} msg/s): answered {len(answered)}, lost {lost}, answered twice "
+        f"{doubled}; latency under load {summary(loaded)}; last reply {tail:.1f} s after "
+        f"the last message" + (f" (a {seconds:g} s smoke run: not judged)" if short and met else "")
+    )
+    if short and met:
+        return None
+    return met
+
+
+async def main(seconds: float, latency_messages: int) -> int:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("discord").setLevel(logging.ERROR)
     rng = random.Random(42)
     with tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(
-            None,
-            database={"url": f"sqlite+aiosqlite:///{tmp}/bench.db"},
-            agent={"character_file": str(ROOT / "characters" / "fish.yaml")},
-            rate_limits={"per_user": "1000000/minute", "global": "10000000/minute"},
-            logging={"level": "WARNING"},
-        )
+        base: dict[str, Any] = {
+            "database": {"url": f"sqlite+aiosqlite:///{tmp}/bench.db"},
+            "agent": {"character_file": str(ROOT / "characters" / "fish.yaml")},
+            "logging": {"level": "WARNING"},
+        }
+        default_settings = load_settings(None, **base)
+        load_settings_ = load_settings(None, **base, rate_limits=LOAD_RATE_LIMITS)
         async with DiscordEmulator() as emu:
             with emu.patch_discord():
                 guild = emu.add_guild("Bench")
                 channels = [emu.add_channel(guild.id, f"c{i}") for i in range(CHANNELS)]
-                users = [emu.add_user(f"user{i}") for i in range(CHANNELS)]
+                # Enough users that the latency phase stays under the default per-user limit.
+                needed = max(CHANNELS, 40, -(-latency_messages // PER_USER_BUDGET))
+                users = [emu.add_user(f"user{i}") for i in range(needed)]
                 for user in users:
                     emu.add_member(guild.id, user.id)
                 timings = Timings(emu)
-                store = await prepare_store(settings)
+                store = await prepare_store(default_settings)
                 memory = Memory(
                     store,
                     HashingEmbedder(),
-                    create_vector_index(settings, store),
-                    agent_id=settings.agent.id,
+                    create_vector_index(default_settings, store),
+                    agent_id=default_settings.agent.id,
                     extractor=OfflineExtractor(),
                 )
-                bot = build_bot(settings, store, memory=memory, run_schedule=False)
-                bot._connection.guild_ready_timeout = 0.05
-                runner = asyncio.create_task(bot.start("bench-token"))
                 try:
-                    await emu.wait_until_ready()
-                    await asyncio.wait_for(bot.wait_until_ready(), 10)
-                    mention = f"<@{emu.bot_user_id}> "
-
-                    # Warm-up: chains, caches, connections.
-                    warm = []
-                    for i in range(40):
-                        sent = await emu.send_message(
-                            channels[i % CHANNELS].id,
-                            users[i % CHANNELS].id,
-                            mention + sentence(rng),
-                        )
-                        warm.append(sent["id"])
-                    await timings.wait_for(set(warm), 30)
-
-                    # -- latency: one message at a time ----------------------------------
-                    latencies = []
-                    lost_latency = 0
-                    for i in range(latency_messages):
-                        channel = channels[i % CHANNELS]
-                        started = time.perf_counter()
-                        sent = await emu.send_message(
-                            channel.id, users[i % CHANNELS].id, mention + sentence(rng)
-                        )
-                        await timings.wait_for({sent["id"]}, 5)
-                        arrived = timings.arrived.get(sent["id"])
-                        if arrived is None:
-                            lost_latency += 1
-                        else:
-                            latencies.append((arrived - started) * 1000)
+                    limits = default_settings.rate_limits
                     print(
-                        f"MESSAGE_CREATE -> reply at REST, sequential, {len(latencies)} messages: "
-                        f"p50 {statistics.median(latencies):.1f} ms, "
-                        f"p95 {pct(latencies, 0.95):.1f} ms, max {max(latencies):.1f} ms "
-                        f"(target p95 <= 50 ms); unanswered {lost_latency}"
+                        f"latency phase: default settings (rate limits per user "
+                        f"{limits.per_user}, global {limits.global_})"
                     )
-
-                    # -- sustained load: 50 messages/s across 20 channels ----------------
-                    total = int(seconds * RATE)
-                    sent_at: dict[str, float] = {}
-                    began = time.perf_counter()
-                    for i in range(total):
-                        due = began + i / RATE
-                        delay = due - time.perf_counter()
-                        if delay > 0:
-                            await asyncio.sleep(delay)
-                        channel = channels[i % CHANNELS]
-                        t0 = time.perf_counter()
-                        sent = await emu.send_message(
-                            channel.id, users[(i * 7) % CHANNELS].id, mention + sentence(rng)
+                    async with running_bot(emu, default_settings, store, memory):
+                        await warm_up(emu, timings, channels, users, rng)
+                        latency_ok = await latency_phase(
+                            emu, timings, channels, users, rng, latency_messages
                         )
-                        sent_at[sent["id"]] = t0
-                    send_seconds = time.perf_counter() - began
-                    await timings.wait_for(set(sent_at), 120)
-                    last_reply = max(timings.arrived.get(m, 0.0) for m in sent_at)
-                    tail = max(0.0, last_reply - began - send_seconds)
-                    await bot.carrier.engine.drain()
-                    answered = [m for m in sent_at if m in timings.arrived]
-                    doubled = sum(1 for m in sent_at if timings.replies.get(m, 0) > 1)
-                    loaded = [(timings.arrived[m] - sent_at[m]) * 1000 for m in answered]
-                    recorded = await store.messages.count(settings.agent.id)
                     print(
-                        f"sustained {total} messages in {send_seconds:.1f} s "
-                        f"({total / send_seconds:.1f} msg/s) across {CHANNELS} channels: "
-                        f"answered {len(answered)}, lost {total - len(answered)}, "
-                        f"answered twice {doubled}; latency under load p50 "
-                        f"{statistics.median(loaded):.1f} ms, p95 {pct(loaded, 0.95):.1f} ms; "
-                        f"last reply {tail:.1f} s after the last message"
+                        f"load phase: a new bot on the same database with the rate limits "
+                        f"RAISED to per user {LOAD_RATE_LIMITS['per_user']}, global "
+                        f"{LOAD_RATE_LIMITS['global']}: {RATE:g} mentions/s from {CHANNELS} "
+                        f"users is {RATE * 60 / CHANNELS:g} per user per minute, above the "
+                        f"default {limits.per_user}, and a rate-limited mention is not "
+                        "answered (it would count as lost). This measures the bot's "
+                        "throughput, not the limiter."
                     )
-                    print(f"messages in the log (incl. replies and warm-up): {recorded}")
+                    async with running_bot(emu, load_settings_, store, memory):
+                        await warm_up(emu, timings, channels, users[:CHANNELS], rng)
+                        load_ok = await load_phase(emu, timings, channels, users, rng, seconds)
+                    recorded = await store.messages.count(default_settings.agent.id)
+                    print(f"messages in the log (incl. replies and warm-ups): {recorded}")
                 finally:
-                    await bot.close()
-                    runner.cancel()
-                    await asyncio.gather(runner, return_exceptions=True)
                     await memory.aclose()
                     await store.close()
+    missed = [name for name, ok in (("latency", latency_ok), ("load", load_ok)) if ok is False]
+    print("all targets met" if not missed else f"missed: {', '.join(missed)}")
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":
@@ -204,4 +300,4 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=60.0, help="sustained-load duration")
     parser.add_argument("--latency-messages", type=int, default=200)
     args = parser.parse_args()
-    asyncio.run(main(args.seconds, args.latency_messages))
+    sys.exit(asyncio.run(main(args.seconds, args.latency_messages)))
