@@ -4,6 +4,7 @@ conforms to the schema."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,8 +57,10 @@ def api_schema(live_api: RunningApi) -> OpenApiSchema:
     return schemathesis.openapi.from_url(live_api.url + "/openapi.json")
 
 
+# More examples under CI (CI set), still well under a minute on two cores; fewer locally.
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 FUZZ = settings(
-    max_examples=12,
+    max_examples=25 if IN_CI else 12,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
