@@ -221,10 +221,10 @@ class Memory:
         self, user_id: str, query: str, *, guild_id: str | None = None, k: int = 8
     ) -> list[RankedFact]:
         """This user's facts for the prompt, ranked by similarity, references and recency;
-        learned in ``guild_id`` only unless sharing across guilds is configured.  When the
-        query cannot be embedded (an embeddings endpoint down), by references and recency
-        alone (logged), so a reply never fails for it."""
-        guilds = None if self._share or guild_id is None else [guild_id, None]
+        learned in ``guild_id`` only (``None``: in direct messages) unless sharing across
+        guilds is configured.  When the query cannot be embedded (an embeddings endpoint
+        down), by references and recency alone (logged), so a reply never fails for it."""
+        guilds: list[str | None] | None = None if self._share else [guild_id]
         try:
             vectors = await self.query_vectors(query)
         except EmbeddingError as exc:

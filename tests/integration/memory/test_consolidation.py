@@ -11,6 +11,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
@@ -18,6 +19,7 @@ from carrier.memory.consolidation import LOCK_TTL, Consolidator, OfflineExtracto
 from carrier.memory.long_term import LongTermMemory
 from carrier.memory.people import Forgotten, forget_user, retract_message, what_i_know
 from carrier.store.database import create_engine
+from carrier.store.facts import NewFact
 from carrier.store.messages import LoggedMessage
 from carrier.store.migrate import upgrade
 from carrier.store.relationships import RelationshipRow
@@ -406,3 +408,48 @@ async def test_forget_me_is_one_transaction(store: Store) -> None:
     known = await what_i_know(store, "fish", "u-ana")
     assert [f.fact for f in known.facts] == ["lives in Lisbon"]
     assert known.messages_kept == 2 and known.relationship is not None
+
+
+@pytest.mark.postgres
+async def test_equally_similar_facts_rank_by_references_then_recency(store: Store) -> None:
+    memory = LongTermMemory(store, HashingEmbedder())
+    now = DAY1 + timedelta(days=100)
+    facts = {
+        # fact: (reference count, last mentioned days before now)
+        "has a dog called Rex": (1, 90),
+        "plays chess on tuesdays": (9, 20),
+        "collects old stamps": (1, 1),
+        "grows tomatoes at home": (3, 1),
+        "builds tiny boats": (3, 10),
+    }
+    vectors = await memory.embed(list(facts))
+    async with store.engine.begin() as conn:
+        for (text, (refs, days)), vector in zip(facts.items(), vectors, strict=True):
+            at = now - timedelta(days=days)
+            fact_id = await store.facts.add_in(
+                conn,
+                "fish",
+                NewFact(
+                    "u-ana",
+                    text,
+                    "general",
+                    at,
+                    embedding=vector,
+                    embedding_model=memory.embedder.model,
+                ),
+            )
+            await store.facts.restore_in(conn, fact_id, at, refs)
+    # The query's vector is equally similar to every fact (orthogonal to all of them).
+    orthogonal = {memory.embedder.model: np.zeros(memory.embedder.dimensions, dtype=np.float32)}
+    ranked = await memory.facts_for("fish", "u-ana", "anything", now=now, query_vectors=orthogonal)
+    assert {r.similarity for r in ranked} == {0.0}
+    assert [r.fact.fact for r in ranked] == [
+        "plays chess on tuesdays",  # most mentioned
+        "grows tomatoes at home",  # 3 mentions, yesterday
+        "builds tiny boats",  # 3 mentions, 10 days ago
+        "collects old stamps",  # 1 mention, yesterday
+        "has a dog called Rex",  # 1 mention, 90 days ago
+    ]
+    # Similarity still comes first: the dog, asked about, beats everything.
+    about_dog = await memory.facts_for("fish", "u-ana", "has a dog called Rex", now=now)
+    assert about_dog[0].fact.fact == "has a dog called Rex"

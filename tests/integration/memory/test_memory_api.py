@@ -70,6 +70,31 @@ async def test_search_ranks_by_meaning_and_respects_guilds(memory: Memory) -> No
     assert [s.fact.fact for s in similar] == ["lives in Lisbon"]
 
 
+async def test_direct_message_facts_stay_in_direct_messages(store: Store, memory: Memory) -> None:
+    await memory.add_fact("ana", "has a dog called Rex", "pets", guild_id="g1")
+    await memory.add_fact("ana", "has a secret crush on Bo", "personal", guild_id=None)
+    await memory.add_fact("ana", "has a cat called Tom", "pets", guild_id="g2")
+
+    async def found(searcher: Memory, guild_id: str | None) -> set[str]:
+        ranked = await searcher.search_facts("ana", "pets and crushes", guild_id=guild_id)
+        return {r.fact.fact for r in ranked}
+
+    assert await found(memory, "g1") == {"has a dog called Rex"}
+    assert await found(memory, "g2") == {"has a cat called Tom"}
+    assert await found(memory, None) == {"has a secret crush on Bo"}
+    sharing = Memory(
+        store,
+        memory.embedder,
+        memory.index,
+        agent_id="fish",
+        extractor=OfflineExtractor(),
+        share_across_guilds=True,
+    )
+    everything = {"has a dog called Rex", "has a secret crush on Bo", "has a cat called Tom"}
+    assert await found(sharing, "g1") == everything
+    assert await found(sharing, None) == everything
+
+
 async def test_forget_and_retract_reach_the_index(memory: Memory) -> None:
     await memory.add_fact("ana", "likes sushi", "likes", source_message_id="m1")
     await memory.add_fact("bo", "likes tea", "likes", source_message_id="m2")
