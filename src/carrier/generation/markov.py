@@ -446,6 +446,40 @@ class MarkovGenerator:
                 self._settings.tries,
             )
 
+    async def generate_many(
+        self,
+        agent_id: str,
+        guild_id: str,
+        seed_text: str,
+        rng: random.Random,
+        count: int,
+        *,
+        attempts: int | None = None,
+    ) -> list[str]:
+        """Up to ``count`` distinct texts as :meth:`generate` makes them, from at most
+        ``attempts`` (default ``2 * count``) walks, all through one connection whose
+        lookups are shared: the walks start from the same seeded states."""
+        chain = await self._repository.find_chain(agent_id, guild_id)
+        if chain is None or count <= 0:
+            return []
+        texts: list[str] = []
+        async with self._repository.reader(chain.id) as reader:
+            view = _DatabaseView(reader, chain.state_size)
+            for _ in range(attempts if attempts is not None else 2 * count):
+                text = await _generate(
+                    view,
+                    chain.state_size,
+                    seed_text,
+                    rng,
+                    self._settings.max_words,
+                    self._settings.tries,
+                )
+                if text and text not in texts:
+                    texts.append(text)
+                if len(texts) >= count:
+                    break
+        return texts
+
 
 class TextChain:
     """A small in-memory chain over a list of texts (the persona's own lines).

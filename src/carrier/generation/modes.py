@@ -61,14 +61,10 @@ class ModalResponder:
 
     async def _voice(self, request: ReplyRequest, rng: random.Random) -> tuple[str, ...]:
         assert request.guild_id is not None
-        samples: list[str] = []
         seed = request.message_text or request.status_text
-        for _ in range(self._samples * 2):
-            line = await self._chain.generate(request.agent_id, request.guild_id, seed, rng)
-            if line and line not in samples:
-                samples.append(line)
-            if len(samples) >= self._samples:
-                break
+        samples = await self._chain.generate_many(
+            request.agent_id, request.guild_id, seed, rng, self._samples
+        )
         return tuple(samples)
 
     async def aclose(self) -> None:

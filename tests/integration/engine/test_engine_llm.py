@@ -328,3 +328,28 @@ async def test_the_api_key_never_reaches_logs_or_the_database(
         for table in ("llm_usage", "short_term_messages", "global_state"):
             rows = (await conn.execute(text(f"SELECT * FROM {table}"))).all()
             assert "sk-secret-test-key-123" not in repr(rows)
+
+
+async def test_voice_samples_are_distinct_new_lines_of_the_guild_chain(store: Store) -> None:
+    from carrier.generation.markov import MarkovGenerator
+    from carrier.settings import MarkovSettings
+
+    chat = [
+        "does anyone want pizza tonight",
+        "i want pizza with extra cheese tonight",
+        "extra cheese is the best thing ever",
+        "the best pizza in town is downtown",
+        "anyone up for a movie tonight",
+        "a movie sounds great after pizza",
+    ]
+    chain = MarkovGenerator(store.markov, MarkovSettings())
+    rng = random.Random(4)
+    assert await chain.generate_many("fish", "guild", "pizza?", rng, 3) == []  # no chain yet
+    for said in chat:
+        async with store.engine.begin() as conn:
+            await chain.learn_in(conn, "fish", "guild", said)
+    samples = await chain.generate_many("fish", "guild", "pizza tonight?", rng, 3)
+    assert 1 <= len(samples) <= 3 and len(set(samples)) == len(samples)
+    assert not set(samples) & set(chat)  # remixes, never a message verbatim
+    assert all(len(s.split()) >= 2 for s in samples)
+    assert await chain.generate_many("fish", "other-guild", "pizza", rng, 3) == []
