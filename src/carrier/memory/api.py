@@ -56,6 +56,8 @@ from carrier.store.store import Store
 log = logging.getLogger(__name__)
 
 EXPORT_VERSION = 1
+MAX_FACT_CHARS = 2000
+TOO_LONG = f"a fact is at most {MAX_FACT_CHARS:,} characters; shorten it"
 QUERY_CACHE = 128
 ARCHIVE_CANDIDATES = 200
 
@@ -183,8 +185,8 @@ class Memory:
         text = " ".join(fact.split())
         if not text:
             raise ValueError("a fact needs some text")
-        if len(text) > 2000:
-            raise ValueError("a fact is at most 2,000 characters; shorten it")
+        if len(text) > MAX_FACT_CHARS:
+            raise ValueError(TOO_LONG)
         vector = (await self.embedder.embed([text]))[0]
         new = NewFact(
             user_id=user_id,
@@ -515,15 +517,31 @@ class Memory:
 
     async def import_lines(self, lines: Sequence[str]) -> int:
         """Facts from JSON lines (as exported), kept exactly: text, category, timestamps,
-        reference counts, guild and history links.  Invalid input raises ValueError naming
-        the line, and nothing is written."""
+        reference counts, guild and history links (ids are new; the links follow them).
+        A fact already stored (same user, text, guild and first mention) is skipped, so
+        importing a file twice adds nothing.  Invalid input raises ValueError naming the
+        line, and nothing is written.  Returns how many facts were added."""
         parsed = [_parse_line(number, line) for number, line in enumerate(lines, 1) if line.strip()]
         if not parsed:
             return 0
-        vectors = await self.embedder.embed([p["fact"] for p in parsed])
         id_map: dict[int, int] = {}
-        async with self.store.engine.begin() as conn:
-            for data, vector in zip(parsed, vectors, strict=True):
+        added: list[dict[str, Any]] = []
+        async with self._database(), self.store.engine.begin() as conn:
+            existing = {
+                _identity(fact): fact.id
+                for fact in await self.store.facts.listing(
+                    self.agent_id, include_history=True, limit=10_000_000, conn=conn
+                )
+            }
+            for data in parsed:
+                key = (data["user_id"], data["fact"], data["guild_id"], data["first_mentioned"])
+                if key in existing:
+                    id_map[int(data["id"])] = existing[key]
+                else:
+                    added.append(data)
+                    existing[key] = -1  # the same fact twice in the file: once
+            vectors = await self.embedder.embed([d["fact"] for d in added]) if added else []
+            for data, vector in zip(added, vectors, strict=True):
                 new_id = await self.store.facts.add_in(
                     conn,
                     self.agent_id,
@@ -542,13 +560,19 @@ class Memory:
                     conn, new_id, data["last_mentioned"], data["reference_count"]
                 )
                 id_map[int(data["id"])] = new_id
+            # History links that involve an added fact (the others are as stored).
+            new_ids = {id_map[int(d["id"])] for d in added}
             for data in parsed:
-                if data["superseded_by"] is not None and data["superseded_by"] in id_map:
-                    await self.store.facts.supersede_in(
-                        conn, id_map[int(data["id"])], id_map[int(data["superseded_by"])]
-                    )
-        await self.sync_index()
-        return len(parsed)
+                newer = data["superseded_by"]
+                if newer is None or int(newer) not in id_map or int(data["id"]) not in id_map:
+                    continue
+                old_id, new_id = id_map[int(data["id"])], id_map[int(newer)]
+                if old_id in new_ids or new_id in new_ids:
+                    await self.store.facts.supersede_in(conn, old_id, new_id)
+        if added:
+            async with self._index_may_fail("imported facts"):
+                await self.sync_index()
+        return len(added)
 
     async def aclose(self) -> None:
         if self._maintenance is not None:
@@ -584,6 +608,11 @@ _REQUIRED = (
 )
 
 
+def _identity(fact: Fact) -> tuple[str, str, str | None, datetime]:
+    """What makes an imported fact the same as a stored one."""
+    return (fact.user_id, fact.fact, fact.guild_id, fact.first_mentioned)
+
+
 def _parse_line(number: int, line: str) -> dict[str, Any]:
     try:
         data = json.loads(line)
@@ -602,6 +631,10 @@ def _parse_line(number: int, line: str) -> dict[str, Any]:
         raise ValueError(f"line {number}: {exc}") from None
     if data["reference_count"] < 1 or not str(data["fact"]).strip():
         raise ValueError(f"line {number}: reference_count must be >= 1 and fact non-empty")
+    if not isinstance(data["fact"], str) or not isinstance(data["user_id"], str):
+        raise ValueError(f"line {number}: fact and user_id must be text")
+    if len(data["fact"]) > MAX_FACT_CHARS:
+        raise ValueError(f"line {number}: {TOO_LONG}")
     for key in ("guild_id", "source_message_id", "superseded_by"):
         data.setdefault(key, None)
     return data

@@ -217,6 +217,7 @@ class FactRepository:
         include_history: bool = False,
         limit: int = 1000,
         offset: int = 0,
+        conn: AsyncConnection | None = None,
     ) -> list[Fact]:
         query = select(*_FACT_COLUMNS)
         if agent_id is not None:
@@ -230,8 +231,10 @@ class FactRepository:
             .limit(limit)
             .offset(offset)
         )
-        async with self._engine.connect() as conn:
+        if conn is not None:
             return [_fact(r) for r in await conn.execute(query)]
+        async with self._engine.connect() as own:
+            return [_fact(r) for r in await own.execute(query)]
 
     async def count(self, agent_id: str, *, include_history: bool = True) -> int:
         query = (

@@ -106,27 +106,79 @@ async def test_forget_and_retract_reach_the_index(memory: Memory) -> None:
     assert await memory.index.count("fish") == 0
 
 
+def linked(lines: list[str]) -> list[dict[str, object]]:
+    """The exported facts without their ids, each with the fact that superseded it (by
+    content): ids may be new after an import, the history links must survive."""
+    rows = [json.loads(line) for line in lines]
+    by_id = {row["id"]: row for row in rows}
+    out = []
+    for row in rows:
+        newer = by_id.get(row["superseded_by"]) if row["superseded_by"] is not None else None
+        out.append(
+            {key: value for key, value in row.items() if key not in ("id", "superseded_by")}
+            | {"superseded_by": None if newer is None else (newer["fact"], newer["user_id"])}
+        )
+    return sorted(out, key=lambda r: (str(r["user_id"]), str(r["fact"]), str(r["first_mentioned"])))
+
+
 async def test_export_then_import_round_trips_exactly(memory: Memory) -> None:
     when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     await memory.add_fact("ana", "lives in Lisbon", "location", at=when)
     await memory.add_fact("ana", "lives in Lisbon", "location", at=when + timedelta(days=1))
     await memory.add_fact("ana", "🐟🐟", "other", guild_id="g9", at=when)
+    # A superseded pair: the old job is kept as history of the new one.
+    await memory.add_fact("bo", "works as a nurse", "job", at=when)
+    moved = await memory.add_fact("bo", "works as a baker", "job", at=when + timedelta(days=2))
+    assert moved.outcome == "superseded"
     exported = await memory.export_lines()
     ids = [json.loads(line)["id"] for line in exported]
     await memory.delete_facts(ids)
-    assert len(exported) == 2  # the second Lisbon reinforced the first
-    assert await memory.import_lines(exported) == 2
+    assert len(exported) == 4  # the second Lisbon reinforced the first
+    assert await memory.import_lines(exported) == 4
     again = await memory.export_lines()
+    assert linked(again) == linked(exported)
+    assert {row["reference_count"] for row in linked(again)} == {1, 2}
+    history = [row for row in linked(again) if row["superseded_by"] is not None]
+    assert history == [
+        next(row for row in linked(exported) if row["fact"] == "works as a nurse")
+    ] and history[0]["superseded_by"] == ("works as a baker", "bo")
+    current = await memory.store.facts.for_user("fish", "bo")
+    assert [f.fact for f in current] == ["works as a baker"]
 
-    def comparable(lines: list[str]) -> list[dict[str, object]]:
-        rows = [json.loads(line) for line in lines]
-        for row in rows:
-            row.pop("id")
-            row.pop("superseded_by")
-        return sorted(rows, key=lambda r: (str(r["fact"]), str(r["first_mentioned"])))
 
-    assert comparable(again) == comparable(exported)
-    assert {row["reference_count"] for row in comparable(again)} == {1, 2}
+async def test_importing_the_same_file_twice_adds_nothing(memory: Memory) -> None:
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    await memory.add_fact("bo", "works as a nurse", "job", at=when)
+    await memory.add_fact("bo", "works as a baker", "job", at=when + timedelta(days=2))
+    await memory.add_fact("ana", "likes sushi", "likes", guild_id="g1", at=when)
+    exported = await memory.export_lines()
+    assert await memory.import_lines(exported) == 0  # all already stored
+    await memory.delete_facts([json.loads(exported[-1])["id"]])  # one is gone
+    assert await memory.import_lines(exported) == 1
+    assert await memory.import_lines(exported) == 0
+    assert linked(await memory.export_lines()) == linked(exported)
+    assert await memory.store.facts.count("fish") == 3
+    assert [s.fact.fact for s in await memory.similar("bakery job", k=1)] == ["works as a baker"]
+
+
+async def test_import_applies_the_fact_length_limit_naming_the_line(memory: Memory) -> None:
+    def fact_line(n: int, text: str) -> str:
+        return json.dumps(
+            {
+                "id": n,
+                "user_id": "ana",
+                "fact": text,
+                "category": "c",
+                "first_mentioned": "2026-01-01T00:00:00+00:00",
+                "last_mentioned": "2026-01-01T00:00:00+00:00",
+                "reference_count": 1,
+            }
+        )
+
+    with pytest.raises(ValueError, match=r"line 3: a fact is at most 2,000 characters"):
+        await memory.import_lines([fact_line(1, "ok"), "", fact_line(2, "x" * 2001)])
+    assert await memory.export_lines() == []  # nothing written
+    assert await memory.import_lines([fact_line(1, "y" * 2000)]) == 1
 
 
 async def test_bad_facts_get_clear_errors_and_nothing_is_written(memory: Memory) -> None:
