@@ -6,6 +6,8 @@ need here; nothing is built at import time.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -15,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from carrier.metrics import Metrics
 from carrier.settings import Settings
-from carrier.store.database import create_engine
+from carrier.store.database import DatabaseError, create_engine, is_sqlite
 from carrier.store.migrate import upgrade
 from carrier.store.store import Store
 
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     from carrier.generation.responder import Generator
     from carrier.generation.usage import UsageRecorder
     from carrier.memory.api import Memory
+
+log = logging.getLogger(__name__)
 
 
 def build_engine(settings: Settings) -> AsyncEngine:
@@ -56,11 +60,49 @@ async def open_migrated_store(settings: Settings) -> Store:
     return store
 
 
+MAX_CONNECT_PAUSE = 30.0
+
+
+def _unreachable(error: DatabaseError, settings: Settings) -> bool:
+    """A server database that refused or could not be reached (worth another try); a bad
+    SQLite file or a broken schema is not."""
+    if is_sqlite(settings.effective_database_url):
+        return False
+    text = str(error)
+    return text.startswith("cannot connect to") or " is unavailable: " in text
+
+
+async def open_store_with_retries(settings: Settings) -> Store:
+    """:func:`open_migrated_store`, trying a PostgreSQL that cannot be reached again
+    (``database.connect_attempts`` in all, the pause doubling from
+    ``database.connect_retry_seconds``), with a log line per failed attempt (the error as
+    :class:`DatabaseError` words it: never the password).  The last failure is raised."""
+    options = settings.database
+    pause = options.connect_retry_seconds
+    for attempt in range(1, options.connect_attempts + 1):
+        try:
+            return await open_migrated_store(settings)
+        except DatabaseError as exc:
+            if attempt >= options.connect_attempts or not _unreachable(exc, settings):
+                raise
+            log.warning(
+                "database not reachable (attempt %d of %d), trying again in %.1f s: %s",
+                attempt,
+                options.connect_attempts,
+                pause,
+                exc,
+            )
+        await asyncio.sleep(pause)
+        pause = min(MAX_CONNECT_PAUSE, pause * 2)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
 async def prepare_store(settings: Settings) -> Store:
-    """Migrated store with the agent row and, on first start, the persona imported."""
+    """Migrated store with the agent row and, on first start, the persona imported.  A
+    PostgreSQL that cannot be reached yet is tried again (:func:`open_store_with_retries`)."""
     from carrier.persona.service import ensure_persona
 
-    store = await open_migrated_store(settings)
+    store = await open_store_with_retries(settings)
     try:
         await store.agents.ensure(settings.agent.id, settings.agent.id)
         await ensure_persona(store, settings.agent.id, settings.agent.character_file)
@@ -292,8 +334,6 @@ async def open_memory(
     With LLM providers configured (or ``llm`` given), facts are extracted by the LLM and it
     judges contradictions; the offline extractor and rule take over whenever it fails.
     """
-    import asyncio
-
     from carrier.memory.api import Memory
     from carrier.memory.consolidation import FactExtractor, OfflineExtractor
     from carrier.memory.embeddings.registry import create_embedder

@@ -78,6 +78,11 @@ class DatabaseSettings(_Section):
     url: str = Field(DEFAULT_DATABASE_URL, repr=False)
     echo: bool = False
     busy_timeout_ms: int = Field(5000, ge=0, le=600_000)
+    # A PostgreSQL that refuses or cannot be reached at start (still starting, restarting)
+    # is tried this many times in all, the pause doubling from connect_retry_seconds (at
+    # most 30 s), before the start fails with one clear line.
+    connect_attempts: int = Field(5, ge=1, le=100)
+    connect_retry_seconds: float = Field(1.0, ge=0, le=60)
 
     @field_validator("url")
     @classmethod
@@ -170,9 +175,7 @@ class DiscordSettings(_Section):
 
     token: SecretStr | None = None
     # Slash commands are synced to these guilds (instant); empty: globally (up to an hour).
-    command_guild_ids: list[Annotated[str, Field(pattern=_SNOWFLAKE)]] = Field(
-        default_factory=list
-    )
+    command_guild_ids: list[Annotated[str, Field(pattern=_SNOWFLAKE)]] = Field(default_factory=list)
     # Besides members with Manage Server: these roles and users may use the admin commands.
     admin_role_ids: list[Annotated[str, Field(pattern=_SNOWFLAKE)]] = Field(default_factory=list)
     admin_user_ids: list[Annotated[str, Field(pattern=_SNOWFLAKE)]] = Field(default_factory=list)

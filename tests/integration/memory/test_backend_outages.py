@@ -11,6 +11,7 @@ import asyncio
 import logging
 import random
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -86,20 +87,43 @@ async def stored_memory(store: Store, index: Any) -> Memory:
 # --- at start --------------------------------------------------------------------------------
 
 
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 async def test_postgres_unreachable_at_start_is_one_clear_line_without_the_password(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    url = f"postgresql+asyncpg://carrier:{SECRET}@127.0.0.1:9/carrier"
-    settings = load_settings(None, database={"url": url})
-    with pytest.raises(DatabaseError) as caught:
+    url = f"postgresql+asyncpg://carrier:{SECRET}@127.0.0.1:{closed_port()}/carrier"
+    shown = url.replace(SECRET, "***")
+    retry = {"connect_attempts": 3, "connect_retry_seconds": 0.01}
+    settings = load_settings(None, database={"url": url, **retry})
+    with (
+        caplog.at_level(logging.WARNING, logger="carrier.bootstrap"),
+        pytest.raises(DatabaseError) as caught,
+    ):
         await prepare_store(settings)
     message = str(caught.value)
-    assert "cannot connect to postgresql+asyncpg://carrier:***@127.0.0.1:9/carrier" in message
+    assert f"cannot connect to {shown}" in message
     assert "check that the server is running" in message and "DATABASE_URL" in message
     assert SECRET not in message
+    # Tried 3 times: a line for each failed attempt but the last, with no password.
+    attempts = [r.getMessage() for r in caplog.records if "not reachable" in r.getMessage()]
+    assert [a.split(")")[0] for a in attempts] == [
+        "database not reachable (attempt 1 of 3",
+        "database not reachable (attempt 2 of 3",
+    ]
+    assert all(shown in a and SECRET not in a for a in attempts)
+    assert SECRET not in caplog.text
 
     config = tmp_path / "config.yaml"
-    config.write_text(f"database:\n  url: {url}\n", encoding="utf-8")
+    config.write_text(
+        f"database:\n  url: {url}\n  connect_attempts: 2\n  connect_retry_seconds: 0\n",
+        encoding="utf-8",
+    )
     result = await asyncio.to_thread(
         CliRunner().invoke, app, ["memory", "stats", "-c", str(config)]
     )
