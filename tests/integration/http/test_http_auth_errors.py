@@ -8,7 +8,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 from api_support import RunningApi, assert_error, make_settings, running_api
+from sqlalchemy import event
+
+from carrier.clients.http.auth import authenticate
+from carrier.clients.http.errors import ApiError
 
 CHAT = "/api/v1/agents/fish/channels/general/messages"
 PERSONA = "/api/v1/agents/fish/persona"
@@ -169,3 +174,28 @@ async def test_cors_opens_only_to_configured_origins(tmp_path: Path) -> None:
     assert allowed.status_code == 200
     assert allowed.headers["access-control-allow-origin"] == "https://console.example"
     assert "access-control-allow-origin" not in other.headers
+
+
+async def test_a_burst_on_one_key_shares_its_checks_and_revocation_is_still_immediate(
+    api: RunningApi,
+) -> None:
+    ctx = api.app.state.carrier
+    created = await api.store.api_keys.create("fish", "burst", ["chat"])
+    lookups: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "FROM api_keys" in statement:
+            lookups.append(statement)
+
+    engine = api.store.engine.async_engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        keys = await asyncio.gather(*(authenticate(ctx, created.secret, "chat") for _ in range(40)))
+        assert {k.name for k in keys} == {"burst"}
+        assert 1 <= len(lookups) <= 2  # one read, and at most one more for latecomers
+        await api.store.api_keys.revoke("fish", "burst")
+        with pytest.raises(ApiError) as refused:
+            await authenticate(ctx, created.secret, "chat")
+        assert refused.value.status == 401 and "revoked" in refused.value.message
+    finally:
+        event.remove(engine, "before_cursor_execute", count)

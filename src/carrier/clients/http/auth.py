@@ -41,7 +41,10 @@ async def authenticate(ctx: ApiContext, presented: str | None, scope: str) -> Ap
         raise ApiError(
             401, "an API key is required: Authorization: Bearer <key>", headers=_CHALLENGE
         )
-    verified = await ctx.store.api_keys.verify(ctx.agent_id, presented)
+    # 1,000 WebSockets on one key check it on every message: a burst shares one query.
+    verified = await ctx.key_checks.read(
+        ("key", presented), lambda: ctx.store.api_keys.verify(ctx.agent_id, presented)
+    )
     if verified.problem is not None or verified.key is None:
         raise ApiError(
             401, _PROBLEMS.get(verified.problem or "unknown", "unknown API key"), headers=_CHALLENGE

@@ -11,7 +11,6 @@ from typing import Any
 from carrier.clients.http.context import ApiContext
 from carrier.clients.http.schemas import ChatMessage, ChatResult, DecisionOut, ReplyOut
 from carrier.engine.messages import IncomingMessage, Outcome
-from carrier.persona.service import load_persona
 
 DEFAULT_GUILD = "http"
 
@@ -19,7 +18,7 @@ DEFAULT_GUILD = "http"
 async def _mentions(ctx: ApiContext, text: str) -> bool:
     if "@" not in text:
         return False
-    persona = await load_persona(ctx.store, ctx.agent_id)
+    persona = await ctx.engine.persona()  # read now, shared with concurrent messages
     names = [n for n in (*persona.names, *ctx.engine.extra_names) if n]
     return any(re.search(rf"@{re.escape(n)}\b", text, re.IGNORECASE) for n in names)
 

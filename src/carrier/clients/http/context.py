@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import Request
 
+from carrier.engine.coalesce import ReadCoalescer
 from carrier.engine.pipeline import Engine
 from carrier.memory.api import Memory
 from carrier.metrics import Metrics
@@ -27,6 +28,9 @@ class ApiContext:
     ws_auth_timeout_seconds: float = 10.0
     """How long a WebSocket may take to send its auth frame."""
     hub: ChannelHub = field(init=False)
+    key_checks: ReadCoalescer = field(init=False, default_factory=ReadCoalescer)
+    """Concurrent checks of one key share a query (never one that began before they asked:
+    a key revoked a moment ago is still refused at once)."""
 
     @property
     def agent_id(self) -> str:

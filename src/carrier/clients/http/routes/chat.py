@@ -13,7 +13,6 @@ from carrier.clients.http.chatting import say
 from carrier.clients.http.context import ApiContext
 from carrier.clients.http.errors import ERROR_RESPONSES
 from carrier.clients.http.schemas import ID_PATTERN, AgentOut, ChatMessage, ChatResult, LoggedOut
-from carrier.persona.service import load_persona
 
 router = APIRouter(prefix="/api/v1/agents/{agent_id}", tags=["chat"], responses=ERROR_RESPONSES)
 agents_router = APIRouter(tags=["chat"], responses=ERROR_RESPONSES)
@@ -22,7 +21,7 @@ ChannelId = Annotated[str, Path(pattern=ID_PATTERN, description="Any channel nam
 
 
 async def _agent(ctx: ApiContext) -> AgentOut:
-    persona = await load_persona(ctx.store, ctx.agent_id)
+    persona = await ctx.engine.persona()
     return AgentOut(id=ctx.agent_id, name=persona.name, nicknames=list(persona.nicknames))
 
 
