@@ -540,7 +540,9 @@ class Memory:
                 else:
                     added.append(data)
                     existing[key] = -1  # the same fact twice in the file: once
-            vectors = await self.embedder.embed([d["fact"] for d in added]) if added else []
+            vectors: list[np.ndarray] = (
+                list(await self.embedder.embed([d["fact"] for d in added])) if added else []
+            )
             for data, vector in zip(added, vectors, strict=True):
                 new_id = await self.store.facts.add_in(
                     conn,
