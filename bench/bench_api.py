@@ -376,10 +376,27 @@ def rest_verdicts(rate: float, p99_ms: float, errors: int, concurrency: int) -> 
     ]
 
 
-def ws_verdicts(ws: WsResult, clients: int) -> list[Verdict]:
-    """1,000 WebSocket clients stay connected and chatting without an error."""
+WS_MIN_PACE = 0.75
+
+
+def ws_verdicts(ws: WsResult, clients: int, offered: float | None = None) -> list[Verdict]:
+    """1,000 WebSocket clients stay connected and chatting without an error.  ``offered`` is
+    the number of messages the clients would send if every outcome came back at once; a
+    server that cannot keep up answers late, so the clients send fewer."""
     chatting = sum(1 for sent in ws.sent_by if sent > 0)
+    pace = (
+        []
+        if offered is None
+        else [
+            Verdict(
+                f"WebSocket server keeps pace (>= {WS_MIN_PACE:.0%} of the offered messages)",
+                f"{ws.sent} of ~{offered:.0f} ({ws.sent / max(offered, 1):.0%})",
+                ws.sent >= WS_MIN_PACE * offered,
+            )
+        ]
+    )
     return [
+        *pace,
         Verdict(
             f"WebSocket clients connected >= {WS_MIN_CLIENTS}",
             f"{ws.connected} connected, {ws.still_connected} still connected at the end",
@@ -491,7 +508,9 @@ async def main() -> int:
                 )
                 for error in ws.errors[:5]:
                     print("  ws error:", error)
-                verdicts += ws_verdicts(ws, args.ws_clients)
+                # The first message comes after a uniform wait of up to one interval.
+                offered = args.ws_clients * (args.ws_seconds / args.ws_interval + 0.5)
+                verdicts += ws_verdicts(ws, args.ws_clients, offered)
         finally:
             server_errors = processes.stop()
         if server_errors:

@@ -63,6 +63,10 @@ def test_websocket_targets(bench: ModuleType) -> None:
     assert _failed(bench.ws_verdicts(silent, 1000)) == ["WebSocket clients all chatting"]
     unanswered = _ws(bench, 1000, outcomes_by=[11] + [12] * 999)
     assert _failed(bench.ws_verdicts(unanswered, 1000)) == ["WebSocket clients all chatting"]
+    # 12,000 sent: keeping pace with 15,000 offered (80%), not with 17,000 (71%).
+    assert _failed(bench.ws_verdicts(_ws(bench, 1000), 1000, offered=15_000)) == []
+    slow = bench.ws_verdicts(_ws(bench, 1000), 1000, offered=17_000)
+    assert len(_failed(slow)) == 1 and "pace" in _failed(slow)[0]
 
 
 def test_server_errors_in_its_log_count(bench: ModuleType) -> None:
