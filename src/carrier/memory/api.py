@@ -224,8 +224,10 @@ class Memory:
     ) -> list[RankedFact]:
         """This user's facts for the prompt, ranked by similarity, references and recency;
         learned in ``guild_id`` only (``None``: in direct messages) unless sharing across
-        guilds is configured.  When the query cannot be embedded (an embeddings endpoint
-        down), by references and recency alone (logged), so a reply never fails for it."""
+        guilds is configured; facts learned nowhere in particular (added by hand, with no
+        guild and no source message) are used everywhere.  When the query cannot be embedded
+        (an embeddings endpoint down), by references and recency alone (logged), so a reply
+        never fails for it."""
         guilds: list[str | None] | None = None if self._share else [guild_id]
         try:
             vectors = await self.query_vectors(query)
@@ -238,6 +240,7 @@ class Memory:
                 user_id,
                 query,
                 guild_ids=guilds,
+                include_unplaced=True,
                 k=k,
                 now=datetime.now(UTC),
                 query_vectors=vectors,

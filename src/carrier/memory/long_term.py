@@ -196,6 +196,7 @@ class LongTermMemory:
         query: str,
         *,
         guild_ids: Sequence[str | None] | None = None,
+        include_unplaced: bool = False,
         k: int = 8,
         now: datetime,
         query_vectors: Mapping[str, np.ndarray] | None = None,
@@ -206,7 +207,9 @@ class LongTermMemory:
         ``query_vectors`` maps embedding models to the query's vector of each (default: the
         configured model's); each fact is compared with the query vector of its own model,
         so while the facts move to a new model every fact keeps its similarity."""
-        facts = await self._store.facts.for_user(agent_id, user_id, guild_ids=guild_ids)
+        facts = await self._store.facts.for_user(
+            agent_id, user_id, guild_ids=guild_ids, include_unplaced=include_unplaced
+        )
         if not facts:
             return []
         if query_vectors is None:

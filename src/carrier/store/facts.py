@@ -162,10 +162,13 @@ class FactRepository:
         *,
         guild_ids: Sequence[str | None] | None = None,
         include_history: bool = False,
+        include_unplaced: bool = False,
         conn: AsyncConnection | None = None,
     ) -> list[Fact]:
         """The user's facts, most referenced first; ``guild_ids`` limits where they were
-        learned (None: anywhere)."""
+        learned (None: anywhere; a None in it: in direct messages).  ``include_unplaced``
+        adds the facts learned nowhere in particular (no guild and no source message: added
+        by hand, through the API or an import)."""
         query = select(*_FACT_COLUMNS).where(
             memory_facts.c.agent_id == agent_id, memory_facts.c.user_id == user_id
         )
@@ -173,12 +176,14 @@ class FactRepository:
             query = query.where(memory_facts.c.superseded_by.is_(None))
         if guild_ids is not None:
             named = [g for g in guild_ids if g is not None]
+            where = [memory_facts.c.guild_id.in_(named)]
             if None in guild_ids:
-                query = query.where(
-                    or_(memory_facts.c.guild_id.in_(named), memory_facts.c.guild_id.is_(None))
+                where.append(memory_facts.c.guild_id.is_(None))
+            elif include_unplaced:
+                where.append(
+                    memory_facts.c.guild_id.is_(None) & memory_facts.c.source_message_id.is_(None)
                 )
-            else:
-                query = query.where(memory_facts.c.guild_id.in_(named))
+            query = query.where(or_(*where))
         query = query.order_by(
             memory_facts.c.reference_count.desc(),
             memory_facts.c.last_mentioned.desc(),

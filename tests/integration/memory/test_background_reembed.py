@@ -137,7 +137,8 @@ async def test_a_new_model_is_moved_to_in_the_background_while_search_answers(
         by_meaning = await memory.search_archive("baking a loaf", guild_id="g1")
         assert by_meaning[0].message.text == "my sourdough bread rose overnight"
         assert by_meaning[0].vector_rank == 1
-        assert (await memory.search_facts("ana", "favourite food?"))[0].fact.fact == "likes sushi"
+        top = (await memory.search_facts("ana", "favourite food?", guild_id="g1"))[0]
+        assert top.fact.fact == "likes sushi"
     finally:
         await memory.aclose()
     assert task.cancelled()  # aclose stopped it

@@ -71,17 +71,26 @@ async def test_search_ranks_by_meaning_and_respects_guilds(memory: Memory) -> No
 
 
 async def test_direct_message_facts_stay_in_direct_messages(store: Store, memory: Memory) -> None:
-    await memory.add_fact("ana", "has a dog called Rex", "pets", guild_id="g1")
-    await memory.add_fact("ana", "has a secret crush on Bo", "personal", guild_id=None)
-    await memory.add_fact("ana", "has a cat called Tom", "pets", guild_id="g2")
+    await memory.add_fact(
+        "ana", "has a dog called Rex", "pets", guild_id="g1", source_message_id="m1"
+    )
+    await memory.add_fact(
+        "ana", "has a secret crush on Bo", "personal", guild_id=None, source_message_id="dm1"
+    )
+    await memory.add_fact(
+        "ana", "has a cat called Tom", "pets", guild_id="g2", source_message_id="m2"
+    )
+    # Added by hand (no guild, no source message): learned nowhere, used everywhere.
+    await memory.add_fact("ana", "prefers to be called Annie", "name")
 
     async def found(searcher: Memory, guild_id: str | None) -> set[str]:
         ranked = await searcher.search_facts("ana", "pets and crushes", guild_id=guild_id)
         return {r.fact.fact for r in ranked}
 
-    assert await found(memory, "g1") == {"has a dog called Rex"}
-    assert await found(memory, "g2") == {"has a cat called Tom"}
-    assert await found(memory, None) == {"has a secret crush on Bo"}
+    annie = "prefers to be called Annie"
+    assert await found(memory, "g1") == {"has a dog called Rex", annie}
+    assert await found(memory, "g2") == {"has a cat called Tom", annie}
+    assert await found(memory, None) == {"has a secret crush on Bo", annie}
     sharing = Memory(
         store,
         memory.embedder,
@@ -90,7 +99,7 @@ async def test_direct_message_facts_stay_in_direct_messages(store: Store, memory
         extractor=OfflineExtractor(),
         share_across_guilds=True,
     )
-    everything = {"has a dog called Rex", "has a secret crush on Bo", "has a cat called Tom"}
+    everything = {"has a dog called Rex", "has a secret crush on Bo", "has a cat called Tom", annie}
     assert await found(sharing, "g1") == everything
     assert await found(sharing, None) == everything
 
