@@ -14,6 +14,7 @@ from datetime import datetime
 import numpy as np
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from carrier.store.database import Database
 from carrier.store.schema import memory_facts
@@ -176,7 +177,7 @@ class FactRepository:
             query = query.where(memory_facts.c.superseded_by.is_(None))
         if guild_ids is not None:
             named = [g for g in guild_ids if g is not None]
-            where = [memory_facts.c.guild_id.in_(named)]
+            where: list[ColumnElement[bool]] = [memory_facts.c.guild_id.in_(named)]
             if None in guild_ids:
                 where.append(memory_facts.c.guild_id.is_(None))
             elif include_unplaced:
