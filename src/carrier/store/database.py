@@ -146,15 +146,16 @@ def create_engine(url: str, *, echo: bool = False, busy_timeout_ms: int = 5000) 
 
 
 async def _open_sqlite(path: str, busy_seconds: float) -> Any:
-    """aiosqlite's connect, plus: when opening fails, wait until its worker thread has ended.
+    """aiosqlite's connect (with one-trip cursors, see :mod:`carrier.store.sqlite_driver`),
+    plus: when opening fails, wait until its worker thread has ended.
 
     aiosqlite stops that thread without waiting for it; the thread then reports to the event
     loop, and if ``asyncio.run`` has closed the loop by then (a CLI command that failed) it
     dies with a traceback on stderr.
     """
-    import aiosqlite
+    from carrier.store.sqlite_driver import connect
 
-    connection = aiosqlite.connect(path, timeout=busy_seconds, check_same_thread=False)
+    connection = connect(path, timeout=busy_seconds, check_same_thread=False)
     thread = getattr(connection, "_thread", None)
     if thread is not None:
         thread.daemon = True  # as SQLAlchemy does: never hold up interpreter exit
