@@ -39,14 +39,24 @@ def trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
-async def test_a_read_is_one_trip(engine: AsyncEngine, trips: list[str]) -> None:
+async def test_a_read_runs_inline_and_a_statement_in_a_transaction_is_one_trip(
+    engine: AsyncEngine, trips: list[str]
+) -> None:
     async with engine.begin() as conn:
         await conn.execute(text("INSERT INTO t (v) VALUES ('a'), ('b')"))
     async with engine.connect() as conn:
         trips.clear()
         rows = (await conn.execute(text("SELECT id, v FROM t ORDER BY id"))).all()
     assert [tuple(r) for r in rows] == [(1, "a"), (2, "b")]
-    assert trips == ["_run"]
+    assert trips == []  # an autocommit read never leaves the event loop's thread
+    async with Database(engine).begin() as conn:
+        trips.clear()
+        await conn.execute(text("SELECT v FROM t WHERE id = 1"))
+        await conn.execute(text("UPDATE t SET v = 'c' WHERE id = 2"))
+        assert trips == ["_run", "_run"]  # one trip each, inside the write transaction
+    async with engine.connect() as conn:
+        left = (await conn.execute(text("SELECT v FROM t ORDER BY id"))).scalars().all()
+    assert left == ["a", "c"]
 
 
 async def test_long_results_and_streams_are_complete_and_in_order(
@@ -69,8 +79,8 @@ async def test_long_results_and_streams_are_complete_and_in_order(
     expected = [f"row {i}" for i in range(count)]
     assert whole == expected
     assert streamed == expected
-    # The stream reads on in further trips instead of all rows in the first one.
-    assert trips[0] == "_run" and trips.count("_fetch") >= 2
+    # The first rows are read inline; the stream reads on in further trips, not all at once.
+    assert trips.count("_fetch") >= 2
 
 
 async def test_rowcount_lastrowid_and_returning(engine: AsyncEngine) -> None:

@@ -155,7 +155,7 @@ async def _open_sqlite(path: str, busy_seconds: float) -> Any:
     """
     from carrier.store.sqlite_driver import connect
 
-    connection = connect(path, timeout=busy_seconds, check_same_thread=False)
+    connection = connect(path, inline_reads=True, timeout=busy_seconds, check_same_thread=False)
     thread = getattr(connection, "_thread", None)
     if thread is not None:
         thread.daemon = True  # as SQLAlchemy does: never hold up interpreter exit

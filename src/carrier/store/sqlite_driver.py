@@ -48,7 +48,11 @@ class OneTripCursor:
     async def execute(self, sql: str, parameters: Iterable[Any] | None = None) -> OneTripCursor:
         await self._close_open_cursor()
         params = () if parameters is None else parameters
-        self._take(await self._conn.call(_run, self._conn._conn, sql, params, False))
+        db = self._conn._conn
+        if self._conn.inline_reads and not db.in_transaction and _is_select(sql):
+            self._take(_run(db, sql, params, False))
+            return self
+        self._take(await self._conn.call(_run, db, sql, params, False))
         return self
 
     async def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> OneTripCursor:
@@ -108,7 +112,21 @@ class OneTripCursor:
 
 
 class OneTripConnection(aiosqlite.Connection):
-    """aiosqlite's connection whose cursors make one trip per statement (see the module)."""
+    """aiosqlite's connection whose cursors make one trip per statement (see the module).
+
+    With ``inline_reads``, a SELECT outside a transaction runs on the calling (event loop)
+    thread with no trip at all: in WAL mode a reader never waits for a writer, and an
+    indexed read takes a few microseconds, far less than the trip.  Its first
+    :data:`PREFETCH` rows are read there; longer results are read on in the worker thread.
+    Writes and everything inside a transaction (which may wait for the write lock, or
+    checkpoint on COMMIT) stay on the worker thread.
+    """
+
+    def __init__(
+        self, connector: Callable[[], sqlite3.Connection], *, inline_reads: bool = False
+    ) -> None:
+        super().__init__(connector, 64)
+        self.inline_reads = inline_reads
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the worker thread (one trip)."""
@@ -122,14 +140,19 @@ class OneTripConnection(aiosqlite.Connection):
         return OneTripCursor(self)
 
 
-def connect(database: str, **kwargs: Any) -> OneTripConnection:
-    """Like ``aiosqlite.connect``: await the result to open the connection."""
+def connect(database: str, *, inline_reads: bool = False, **kwargs: Any) -> OneTripConnection:
+    """Like ``aiosqlite.connect`` (await the result to open the connection); ``kwargs`` go
+    to ``sqlite3.connect``."""
 
     def connector() -> sqlite3.Connection:
         connection: sqlite3.Connection = sqlite3.connect(database, **kwargs)
         return connection
 
-    return OneTripConnection(connector, 64)
+    return OneTripConnection(connector, inline_reads=inline_reads)
+
+
+def _is_select(sql: str) -> bool:
+    return sql.lstrip()[:6].upper() == "SELECT"
 
 
 def _run(db: sqlite3.Connection, sql: str, params: Any, many: bool) -> _Outcome:
