@@ -114,3 +114,43 @@ async def test_the_engine_uses_the_one_trip_driver(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         raw = await conn.get_raw_connection()
         assert isinstance(raw.driver_connection, sqlite_driver.OneTripConnection)
+
+
+async def test_execute_fetchall_reads_inline_and_writes_in_one_trip(
+    engine: AsyncEngine, trips: list[str]
+) -> None:
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert isinstance(driver, OneTripConnection)
+        trips.clear()
+        assert await driver.execute_fetchall("SELECT count(*) FROM t") == [(0,)]
+        assert trips == []
+        await driver.execute_fetchall("INSERT INTO t (v) VALUES (?) RETURNING id", ("w",))
+        assert trips == ["_fetch_all"]
+        assert await driver.execute_fetchall("SELECT v FROM t") == [("w",)]
+
+
+async def test_a_small_write_transaction_runs_its_statements_inline(
+    engine: AsyncEngine, trips: list[str]
+) -> None:
+    database = Database(engine)
+    async with database.begin(small=True) as conn:
+        trips.clear()
+        await conn.execute(text("INSERT INTO t (v) VALUES ('a')"))
+        await conn.execute(text("INSERT INTO t (v) VALUES (:v)"), [{"v": "b"}, {"v": "c"}])
+        assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 3
+        assert trips == []  # the write lock is held: nothing inside waits
+        driver = (await conn.get_raw_connection()).driver_connection
+    assert isinstance(driver, OneTripConnection) and driver.inline_writes is False
+    with pytest.raises(OperationalError):
+        async with database.begin(small=True) as conn:
+            await conn.execute(text("INSERT INTO t (v) VALUES ('rolled back')"))
+            await conn.execute(text("INSERT INTO nowhere VALUES (1)"))
+    async with database.begin() as conn:
+        trips.clear()
+        await conn.execute(text("UPDATE t SET v = upper(v)"))
+        assert trips == ["_run"]  # an ordinary write transaction keeps its trips
+    async with engine.connect() as conn:
+        left = (await conn.execute(text("SELECT v FROM t ORDER BY id"))).scalars().all()
+    assert left == ["A", "B", "C"]

@@ -103,7 +103,8 @@ class Recorder:
             and not p.message.author_is_bot
             and p.message.text.strip()
         }
-        async with store.engine.begin() as conn:
+        # Small statements, bounded by the batch size: inline on SQLite (Database.begin).
+        async with store.engine.begin(small=True) as conn:
             new_keys = await store.messages.insert_many_in(conn, [p.message for p in records])
             claimed: set[tuple[str, str]] = set()
             fresh: list[bool] = []

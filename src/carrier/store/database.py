@@ -20,6 +20,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from carrier.store.sqlite_driver import OneTripConnection, connect
+
 WRITE_OPTION = "carrier_write"
 
 
@@ -41,16 +43,28 @@ class Database:
         return self.async_engine.connect()
 
     @asynccontextmanager
-    async def begin(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction, committed on success and rolled back on error."""
+    async def begin(self, *, small: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A write transaction, committed on success and rolled back on error.
+
+        ``small``: every statement inside is short and bounded (the recorder's batches), so
+        on SQLite they run on the event loop's thread once the write lock is held, instead
+        of a trip each to the driver's thread (see :mod:`carrier.store.sqlite_driver`).
+        """
         if not self._serialise:
             async with self.async_engine.begin() as conn:
                 yield conn
             return
         async with self._write_lock, self.async_engine.connect() as conn:
             await conn.execution_options(**{WRITE_OPTION: True})
-            async with conn.begin():
-                yield conn
+            driver = (await conn.get_raw_connection()).driver_connection if small else None
+            if isinstance(driver, OneTripConnection):
+                driver.inline_writes = True
+            try:
+                async with conn.begin():
+                    yield conn
+            finally:
+                if isinstance(driver, OneTripConnection):
+                    driver.inline_writes = False
 
     async def dispose(self) -> None:
         await self.async_engine.dispose()
@@ -153,8 +167,6 @@ async def _open_sqlite(path: str, busy_seconds: float) -> Any:
     loop, and if ``asyncio.run`` has closed the loop by then (a CLI command that failed) it
     dies with a traceback on stderr.
     """
-    from carrier.store.sqlite_driver import connect
-
     connection = connect(path, inline_reads=True, timeout=busy_seconds, check_same_thread=False)
     thread = getattr(connection, "_thread", None)
     if thread is not None:

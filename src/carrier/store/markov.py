@@ -52,6 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from carrier.store.database import Database
 from carrier.store.schema import markov_chains, markov_sources, markov_transitions
+from carrier.store.sqlite_driver import OneTripConnection
 from carrier.store.upsert import insert
 
 Transition = tuple[str, str, str]
@@ -634,6 +635,9 @@ def _one_trip(
         return None
 
     async def call(work: Callable[[sqlite3.Connection], None]) -> None:
+        if isinstance(driver, OneTripConnection) and driver.runs_inline(db, "INSERT"):
+            work(db)  # a small transaction holding the write lock (Database.begin(small=True))
+            return
         await run_in_thread(work, db)
 
     return call

@@ -49,7 +49,7 @@ class OneTripCursor:
         await self._close_open_cursor()
         params = () if parameters is None else parameters
         db = self._conn._conn
-        if self._conn.inline_reads and not db.in_transaction and _is_select(sql):
+        if self._conn.runs_inline(db, sql):
             self._take(_run(db, sql, params, False))
             return self
         self._take(await self._conn.call(_run, db, sql, params, False))
@@ -57,7 +57,11 @@ class OneTripCursor:
 
     async def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> OneTripCursor:
         await self._close_open_cursor()
-        self._take(await self._conn.call(_run, self._conn._conn, sql, parameters, True))
+        db = self._conn._conn
+        if self._conn.runs_inline(db, sql):
+            self._take(_run(db, sql, parameters, True))
+            return self
+        self._take(await self._conn.call(_run, db, sql, parameters, True))
         return self
 
     async def fetchone(self) -> Any:
@@ -119,7 +123,10 @@ class OneTripConnection(aiosqlite.Connection):
     indexed read takes a few microseconds, far less than the trip.  Its first
     :data:`PREFETCH` rows are read there; longer results are read on in the worker thread.
     Writes and everything inside a transaction (which may wait for the write lock, or
-    checkpoint on COMMIT) stay on the worker thread.
+    checkpoint on COMMIT) stay on the worker thread, unless ``inline_writes`` is set for a
+    transaction whose statements are known to be small (see ``Database.begin``): once
+    ``BEGIN IMMEDIATE`` holds the write lock (a trip: it may wait for another process), no
+    statement inside waits for anything, so they run inline too; COMMIT is still a trip.
     """
 
     def __init__(
@@ -127,11 +134,29 @@ class OneTripConnection(aiosqlite.Connection):
     ) -> None:
         super().__init__(connector, 64)
         self.inline_reads = inline_reads
+        self.inline_writes = False
+
+    def runs_inline(self, db: sqlite3.Connection, sql: str) -> bool:
+        """Whether ``sql`` runs on the calling thread instead of the worker's."""
+        if db.in_transaction:
+            return self.inline_writes
+        return self.inline_reads and _is_select(sql)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the worker thread (one trip)."""
         result: T = await self._execute(fn, *args)  # type: ignore[no-untyped-call]
         return result
+
+    async def execute_fetchall(  # type: ignore[override]
+        self, sql: str, parameters: Iterable[Any] | None = None
+    ) -> list[Any]:
+        """All rows of ``sql``: inline for an autocommit read, else one trip."""
+        params: Any = () if parameters is None else parameters
+        db = self._conn
+        if self.runs_inline(db, sql):
+            return db.execute(sql, params).fetchall()
+        rows: list[Any] = await self.call(_fetch_all, db, sql, params)
+        return rows
 
     def cursor(self) -> Result[OneTripCursor]:  # type: ignore[override]
         return Result(self._new_cursor())
@@ -178,6 +203,10 @@ def _run(db: sqlite3.Connection, sql: str, params: Any, many: bool) -> _Outcome:
     except BaseException:
         cursor.close()
         raise
+
+
+def _fetch_all(db: sqlite3.Connection, sql: str, params: Any) -> list[Any]:
+    return db.execute(sql, params).fetchall()
 
 
 def _fetch(cursor: sqlite3.Cursor, size: int | None) -> tuple[Sequence[Any], bool]:
