@@ -16,12 +16,12 @@ over at once when the owner's process is gone (same host), or once its heartbeat
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -132,8 +132,7 @@ class Consolidator:
         if not await acquire_job_lock(self._store, lock, holder, datetime.now(UTC), LOCK_TTL):
             report.skipped_locked = True
             return report
-        heartbeat = asyncio.create_task(keep_job_lock_alive(self._store, lock, holder))
-        try:
+        async with heartbeat_while_held(self._store, lock, holder):
             while True:
                 lines = await self._next_chunk(agent_id, now)
                 if not lines:
@@ -151,11 +150,6 @@ class Consolidator:
                     result = on_chunk(report)
                     if result is not None:
                         await result
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-            await release_job_lock(self._store, lock, holder)
         return report
 
     async def _next_chunk(self, agent_id: str, now: datetime) -> list[_LogRow]:
@@ -327,6 +321,26 @@ async def keep_job_lock_alive(store: Store, name: str, holder: str) -> None:
             await refresh_job_lock(store, name, holder, datetime.now(UTC), LOCK_TTL)
         except Exception as exc:  # the next chunk's refresh will tell
             log.warning("could not refresh the job lock %s: %s", name, exc)
+
+
+@asynccontextmanager
+async def heartbeat_while_held(store: Store, name: str, holder: str) -> AsyncIterator[None]:
+    """Keep the held lock ``name`` alive in the background while the block runs, then
+    release it.
+
+    The heartbeat is stopped with ``asyncio.wait``, which never raises its CancelledError:
+    suppressing that error instead would also swallow the caller's own cancellation when it
+    arrives at that moment, and leave a cancelled job running (a bot that never shuts down).
+    """
+    heartbeat = asyncio.create_task(keep_job_lock_alive(store, name, holder))
+    try:
+        yield
+    finally:
+        heartbeat.cancel()
+        try:
+            await asyncio.wait([heartbeat])
+        finally:
+            await release_job_lock(store, name, holder)
 
 
 async def release_job_lock(store: Store, name: str, holder: str) -> None:

@@ -27,7 +27,6 @@ messages (the "embedding back-fill" of DESIGN.md's scheduled work).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -40,9 +39,8 @@ from sqlalchemy import func, select
 from carrier.memory.consolidation import (
     LOCK_TTL,
     acquire_job_lock,
-    keep_job_lock_alive,
+    heartbeat_while_held,
     lock_holder,
-    release_job_lock,
 )
 from carrier.memory.embeddings.base import Embedder
 from carrier.settings import EmbeddingSettings
@@ -149,14 +147,8 @@ async def maintain_once(memory: Memory) -> bool:
     if not await acquire_job_lock(store, lock, holder, datetime.now(UTC), LOCK_TTL):
         log.info("memory maintenance is running in another process; skipping this round")
         return False
-    heartbeat = asyncio.create_task(keep_job_lock_alive(store, lock, holder))
-    try:
+    async with heartbeat_while_held(store, lock, holder):
         await _maintain(memory)
-    finally:
-        heartbeat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await heartbeat
-        await release_job_lock(store, lock, holder)
     return True
 
 

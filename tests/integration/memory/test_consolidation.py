@@ -453,3 +453,42 @@ async def test_equally_similar_facts_rank_by_references_then_recency(store: Stor
     # Similarity still comes first: the dog, asked about, beats everything.
     about_dog = await memory.facts_for("fish", "u-ana", "has a dog called Rex", now=now)
     assert about_dog[0].fact.fact == "has a dog called Rex"
+
+
+async def test_a_job_cancelled_while_its_heartbeat_stops_stays_cancelled(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancellation that arrives while the heartbeat is being stopped ends the job (the
+    bot's shutdown once hung on a maintenance loop that had swallowed it) and the lock is
+    still released."""
+    from carrier.memory import consolidation
+
+    started, stopping, let_go = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def slow_to_stop(*_args: object) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            stopping.set()
+            await let_go.wait()
+            raise
+
+    monkeypatch.setattr(consolidation, "keep_job_lock_alive", slow_to_stop)
+    holder = consolidation.lock_holder()
+    now = datetime.now(UTC)
+    assert await consolidation.acquire_job_lock(store, "job", holder, now, LOCK_TTL)
+
+    async def job() -> None:
+        async with consolidation.heartbeat_while_held(store, "job", holder):
+            await started.wait()  # the work is done; then the heartbeat is stopped
+        await asyncio.sleep(3600)  # where a swallowed cancellation would leave it
+
+    task = asyncio.create_task(job())
+    await asyncio.wait_for(stopping.wait(), 5)
+    task.cancel()
+    let_go.set()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    async with store.engine.connect() as conn:
+        assert (await conn.execute(select(func.count()).select_from(job_locks))).scalar() == 0

@@ -7,7 +7,6 @@ channels the bot can post in, posts what it returns and sets the status as the p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 
@@ -41,8 +40,8 @@ class MemoryTasksCog(commands.Cog, name="memory_tasks"):
     async def cog_unload(self) -> None:
         if self._loop is not None:
             self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
+            # wait, not suppress: the unloading task's own cancellation must not be swallowed
+            await asyncio.wait([self._loop])
 
     @commands.Cog.listener()
     async def on_ready(self) -> None:
