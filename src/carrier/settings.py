@@ -195,6 +195,8 @@ class DiscordSettings(_Section):
             raise ValueError("shard_ids needs shard_count")
         if self.shard_count is not None and any(i >= self.shard_count for i in self.shard_ids):
             raise ValueError(f"every shard id must be below shard_count ({self.shard_count})")
+        if len(set(self.shard_ids)) != len(self.shard_ids):
+            raise ValueError("shard_ids lists a shard twice")
         return self
 
 

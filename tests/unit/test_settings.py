@@ -378,6 +378,7 @@ def test_the_example_documents_the_environment_variables() -> None:
             "every shard id must be below shard_count (2)",
         ),
         ("discord:\n  shard_count: 2\n  shard_ids: [-1]\n", "discord.shard_ids.0 = -1"),
+        ("discord:\n  shard_count: 4\n  shard_ids: [1, 1]\n", "shard_ids lists a shard twice"),
         ("discord:\n  shard_count: 0\n", "discord.shard_count = 0"),
     ],
 )
