@@ -165,6 +165,9 @@ class Engine:
             return self._log(outcome)
 
         now = self._clock()
+        if (msg.mentions_bot or msg.reply_to_bot) and self.parts.memory is not None:
+            # Almost always answered: embed the text for the memory searches meanwhile.
+            self.parts.memory.prefetch_query(msg.text)
         recorded = await self.record(msg)
         timings["record"] = _ms(started)
         if not recorded.fresh:

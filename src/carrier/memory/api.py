@@ -152,6 +152,13 @@ class Memory:
             tasks.append((embedder.model, task))
         return {model: await asyncio.shield(task) for model, task in tasks}
 
+    def prefetch_query(self, text: str) -> None:
+        """Start embedding ``text`` now, for the searches a reply to it will make (they
+        share the vector, see :meth:`query_vectors`): the model runs while the message is
+        being recorded instead of after.  A failure is left to those searches."""
+        if text.strip():
+            asyncio.ensure_future(self.query_vectors(text)).add_done_callback(_settle)
+
     # -- writing ---------------------------------------------------------------------------
 
     async def add_messages(self, messages: Sequence[LoggedMessage]) -> int:
@@ -595,6 +602,12 @@ class Memory:
             await self.previous_embedder.aclose()
         for close in self._closers:
             await close()
+
+
+def _settle(task: asyncio.Future[Any]) -> None:
+    """A prefetch's outcome is read by the searches that use it; mark it retrieved here."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def _embed_one(embedder: Embedder, text: str) -> np.ndarray:

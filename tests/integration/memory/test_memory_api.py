@@ -328,3 +328,25 @@ async def test_the_prompt_carries_the_authors_facts_and_never_anyone_elses(
             assert all("secretly" not in m["content"] for m in server.requests[-1].messages)
         finally:
             await engine.aclose()
+
+
+async def test_a_prefetched_query_is_embedded_once_for_facts_and_archive(
+    memory: Memory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await memory.add_fact("ana", "has a dog called Rex", "pets", guild_id="g1")
+    embedded: list[str] = []
+    embed = memory.embedder.embed
+
+    async def counted(texts: list[str]) -> object:
+        embedded.extend(texts)
+        return await embed(texts)
+
+    monkeypatch.setattr(memory.embedder, "embed", counted)
+    text = "@fish how is your dog Rex doing today?"
+    memory.prefetch_query(text)  # as the engine does for a mention, before recording it
+    ranked = await memory.search_facts("ana", text, guild_id="g1")
+    await memory.search_archive(text, guild_id="g1")
+    assert ranked[0].fact.fact == "has a dog called Rex"
+    assert embedded == [text]
+    memory.prefetch_query("   ")  # nothing to embed
+    assert embedded == [text]
