@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+from percentiles import pct
 
 from carrier.bootstrap import prepare_store
 from carrier.settings import load_settings
@@ -53,11 +54,6 @@ def cpu_seconds(pid: int) -> float:
     request apart from the noise of a shared machine."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class Processes:

@@ -24,7 +24,8 @@ from datetime import UTC, datetime, timedelta
 
 # The same vocabulary, sentences and percentiles as the engine benchmark (run as a script,
 # this folder is on sys.path).
-from bench_engine import ROOT, WORDS, pct, sentence
+from bench_engine import ROOT, WORDS, sentence
+from percentiles import pct
 
 from carrier.bootstrap import build_engine_for, open_memory
 from carrier.engine.messages import IncomingMessage

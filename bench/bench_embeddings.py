@@ -34,6 +34,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from percentiles import pct
+
 from carrier.memory.embeddings.onnx_minilm import OnnxMiniLM
 
 SINGLE_P95_TARGET_MS = 5.0
@@ -74,11 +76,6 @@ def rss_mb(field: str = "VmRSS") -> float:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def run_engine(messages: list[str], folder: str) -> None:

@@ -16,6 +16,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from percentiles import pct
+
 from carrier.bootstrap import build_engine_for
 from carrier.engine.messages import IncomingMessage
 from carrier.persona.character import load_character
@@ -86,11 +88,6 @@ WORDS = [
 
 def sentence(rng: random.Random) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 16)))
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def main() -> None:

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from percentiles import pct
+
 from carrier.bootstrap import build_engine_for, open_memory
 from carrier.engine.messages import IncomingMessage
 from carrier.engine.pipeline import Engine
@@ -119,11 +121,6 @@ class Phase:
                 continue
             own.append((total - sum(served[turn])) * 1000)
         return own
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def describe(values: list[float]) -> str:

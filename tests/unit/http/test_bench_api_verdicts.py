@@ -19,10 +19,12 @@ def bench() -> ModuleType:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["bench_api"] = module  # dataclasses look their module up
+    sys.path.insert(0, str(BENCH.parent))  # as when run: its helpers sit beside it
     try:
         spec.loader.exec_module(module)
     finally:
         del sys.modules["bench_api"]
+        sys.path.remove(str(BENCH.parent))
     return module
 
 
