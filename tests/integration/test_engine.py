@@ -13,6 +13,7 @@ from carrier.bootstrap import build_engine_for
 from carrier.engine.messages import IncomingMessage
 from carrier.engine.pipeline import Engine
 from carrier.engine.tone import TERSE_WORDS
+from carrier.memory.short_term import MIN_TOKENS, TYPICAL_TOKENS, message_tokens
 from carrier.persona.character import load_character
 from carrier.persona.service import import_character, load_persona
 from carrier.settings import Settings, load_settings
@@ -218,6 +219,37 @@ async def test_context_window_is_token_budgeted_newest_first(engine: Engine, clo
     assert numbers == sorted(numbers)
     clock.advance(hours=25)
     assert await engine.parts.short_term.window("fish", "chan", clock(), 10_000) == []
+
+
+async def test_a_window_of_short_lines_reads_only_what_the_budget_can_hold(
+    engine: Engine, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(300):
+        await engine.handle(message(clock, f"hi {i}", author="bob"))
+        clock.advance(seconds=1)
+    short_term = engine.parts.short_term
+    everything = await short_term.recent("fish", "chan", clock() - timedelta(hours=24), 1000)
+    expected, spent = [], 0
+    for logged in everything:  # newest first, until the next line would not fit
+        if spent + message_tokens(logged) > 1500:
+            break
+        spent += message_tokens(logged)
+        expected.append(logged.message_id)
+    limits: list[int] = []
+    recent = short_term.recent
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        limits.append(int(args[3]))  # type: ignore[call-overload]
+        return await recent(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(short_term, "recent", counted)
+    window = await short_term.window("fish", "chan", clock(), 1500)
+    assert [m.message_id for m in window] == expected[::-1]
+    first = 1500 // TYPICAL_TOKENS + 1
+    left = 1500 - sum(message_tokens(m) for m in everything[:first])
+    # The second page holds what is left of the budget, not a whole budget's worth of lines.
+    assert limits == [first, left // MIN_TOKENS + 1]
+    assert limits[1] < (1500 // MIN_TOKENS + 1) // 2
 
 
 async def test_mood_rolls_once_a_day(engine: Engine, clock: Clock) -> None:

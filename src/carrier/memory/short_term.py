@@ -81,13 +81,15 @@ class ShortTermMemory:
     ) -> list[LoggedMessage]:
         """The channel's recent messages within ``budget_tokens``, oldest first."""
         since = now - self._span
-        # A first page sized for typical chat lines; a second, sized so that it always fills
-        # the budget (every line costs at least MIN_TOKENS), only for channels of very short
-        # messages.  Newest first, then returned oldest first.
+        # A first page sized for typical chat lines; a second only when that did not fill
+        # the budget (channels of short messages), sized for what is left of it, so that it
+        # always fills it (every line costs at least MIN_TOKENS) without reading hundreds of
+        # rows to keep a dozen.  Newest first, then returned oldest first.
         kept: list[LoggedMessage] = []
         spent = 0
         cursor = before
-        for limit in (budget_tokens // TYPICAL_TOKENS + 1, budget_tokens // MIN_TOKENS + 1):
+        limit = budget_tokens // TYPICAL_TOKENS + 1
+        while True:
             rows = await self.recent(agent_id, channel_id, since, limit, before=cursor)
             for logged in rows:
                 if logged.message_id == exclude_message_id:
@@ -101,5 +103,6 @@ class ShortTermMemory:
             if len(rows) < limit:
                 break
             cursor = rows[-1].created_at
+            limit = (budget_tokens - spent) // MIN_TOKENS + 1
         kept.reverse()
         return kept
