@@ -121,6 +121,16 @@ def discord_settings(tmp_path: Path, discord: dict[str, Any], **sections: Any) -
     )
 
 
+def scripted_llm_section(base_url: str) -> dict[str, Any]:
+    """The ``llm`` settings section for the scripted server at ``base_url`` (llm mode)."""
+    return {
+        "mode": "llm",
+        "providers": [
+            {"kind": "openai", "model": "scripted", "base_url": base_url, "api_key_env": None}
+        ],
+    }
+
+
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
     """Extra settings sections for the bot (a test module overrides this fixture)."""

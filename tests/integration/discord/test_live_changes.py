@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from tests.integration.discord.conftest import Harness
+from tests.integration.discord.conftest import Harness, scripted_llm_section
 from tests.integration.discord.test_commands import opt, run
 
 from carrier.testing import llm_server as fake
@@ -25,19 +25,7 @@ async def llm() -> AsyncIterator[fake.ScriptedLLMServer]:
 
 @pytest.fixture
 def settings_overrides(llm: fake.ScriptedLLMServer) -> dict[str, Any]:
-    return {
-        "llm": {
-            "mode": "llm",
-            "providers": [
-                {
-                    "kind": "openai",
-                    "model": "scripted",
-                    "base_url": llm.openai_base_url,
-                    "api_key_env": None,
-                }
-            ],
-        },
-    }
+    return {"llm": scripted_llm_section(llm.openai_base_url)}
 
 
 async def ask(h: Harness, text: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from tests.integration.discord.conftest import Harness
+from tests.integration.discord.conftest import Harness, scripted_llm_section
 
 from carrier.clients.discord.sending import DISCORD_LIMIT
 from carrier.testing import llm_server as fake
@@ -26,17 +26,7 @@ async def llm() -> AsyncIterator[fake.ScriptedLLMServer]:
 def settings_overrides(llm: fake.ScriptedLLMServer) -> dict[str, Any]:
     return {
         "engine": {"max_reply_chars": 10_000},
-        "llm": {
-            "mode": "llm",
-            "providers": [
-                {
-                    "kind": "openai",
-                    "model": "scripted",
-                    "base_url": llm.openai_base_url,
-                    "api_key_env": None,
-                }
-            ],
-        },
+        "llm": scripted_llm_section(llm.openai_base_url),
     }
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from tests.integration.discord.conftest import scripted_llm_section
 
 from carrier.bootstrap import build_engine_for
 from carrier.engine.initiative import PROACTIVE_CHANCE, STATUS_KEY, proactive_message
@@ -196,17 +197,7 @@ async def test_proactive_is_half_comments_half_status_musings_in_the_daily_mood(
         settings = load_settings(
             None,
             markov={"persona_weight": 1.0},
-            llm={
-                "mode": "llm",
-                "providers": [
-                    {
-                        "kind": "openai",
-                        "model": "scripted",
-                        "base_url": llm.openai_base_url,
-                        "api_key_env": None,
-                    }
-                ],
-            },
+            llm=scripted_llm_section(llm.openai_base_url),
         )
         engine = build_engine_for(settings, store, "bot", clock=clock, rng=random.Random(3))
         await store.state.set("fish", STATUS_KEY, STATUS)
