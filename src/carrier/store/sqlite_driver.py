@@ -46,22 +46,14 @@ class OneTripCursor:
         self.lastrowid: int | None = None
 
     async def execute(self, sql: str, parameters: Iterable[Any] | None = None) -> OneTripCursor:
-        await self._close_open_cursor()
-        params = () if parameters is None else parameters
-        db = self._conn._conn
-        if self._conn.runs_inline(db, sql):
-            self._take(_run(db, sql, params, False))
-            return self
-        self._take(await self._conn.call(_run, db, sql, params, False))
-        return self
+        return await self._start(sql, () if parameters is None else parameters, many=False)
 
     async def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> OneTripCursor:
+        return await self._start(sql, parameters, many=True)
+
+    async def _start(self, sql: str, params: Any, *, many: bool) -> OneTripCursor:
         await self._close_open_cursor()
-        db = self._conn._conn
-        if self._conn.runs_inline(db, sql):
-            self._take(_run(db, sql, parameters, True))
-            return self
-        self._take(await self._conn.call(_run, db, sql, parameters, True))
+        self._take(await self._conn.run(_run, sql, params, many))
         return self
 
     async def fetchone(self) -> Any:
@@ -94,9 +86,7 @@ class OneTripCursor:
             for row in rows:
                 yield row
 
-    def _take(
-        self, outcome: tuple[sqlite3.Cursor | None, _Description, list[Any], int, Any]
-    ) -> None:
+    def _take(self, outcome: _Outcome) -> None:
         self._cursor, self.description, rows, self.rowcount, self.lastrowid = outcome
         self._rows = deque(rows)
 
@@ -147,16 +137,19 @@ class OneTripConnection(aiosqlite.Connection):
         result: T = await self._execute(fn, *args)  # type: ignore[no-untyped-call]
         return result
 
+    async def run(self, fn: Callable[..., T], sql: str, *args: Any) -> T:
+        """``fn(db, sql, *args)``: on the calling thread when :meth:`runs_inline` says so,
+        else on the worker thread (one trip)."""
+        db = self._conn
+        if self.runs_inline(db, sql):
+            return fn(db, sql, *args)
+        return await self.call(fn, db, sql, *args)
+
     async def execute_fetchall(  # type: ignore[override]
         self, sql: str, parameters: Iterable[Any] | None = None
     ) -> list[Any]:
         """All rows of ``sql``: inline for an autocommit read, else one trip."""
-        params: Any = () if parameters is None else parameters
-        db = self._conn
-        if self.runs_inline(db, sql):
-            return db.execute(sql, params).fetchall()
-        rows: list[Any] = await self.call(_fetch_all, db, sql, params)
-        return rows
+        return await self.run(_fetch_all, sql, () if parameters is None else parameters)
 
     def cursor(self) -> Result[OneTripCursor]:  # type: ignore[override]
         return Result(self._new_cursor())
@@ -190,23 +183,22 @@ def _run(db: sqlite3.Connection, sql: str, params: Any, many: bool) -> _Outcome:
             cursor.execute(sql, params)
         description = cursor.description
         rows: list[Any] = []
-        exhausted = True
         if description is not None:
             rows = cursor.fetchmany(PREFETCH)
-            exhausted = len(rows) < PREFETCH
+        exhausted = len(rows) < PREFETCH
         outcome = (None if exhausted else cursor, description, rows, cursor.rowcount)
+        lastrowid = cursor.lastrowid
         if exhausted:
-            lastrowid = cursor.lastrowid
             cursor.close()
-            return (*outcome, lastrowid)
-        return (*outcome, cursor.lastrowid)
+        return (*outcome, lastrowid)
     except BaseException:
         cursor.close()
         raise
 
 
 def _fetch_all(db: sqlite3.Connection, sql: str, params: Any) -> list[Any]:
-    return db.execute(sql, params).fetchall()
+    rows: list[Any] = db.execute(sql, params).fetchall()
+    return rows
 
 
 def _fetch(cursor: sqlite3.Cursor, size: int | None) -> tuple[Sequence[Any], bool]:
