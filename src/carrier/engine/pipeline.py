@@ -12,14 +12,15 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
 from carrier.engine.coalesce import ReadCoalescer
+from carrier.engine.config_cache import ConfigCache
 from carrier.engine.emotes import render_emotes
 from carrier.engine.messages import Decision, IncomingMessage, Outcome, Reply
 from carrier.engine.mood import Mood, MoodService
@@ -46,6 +47,7 @@ from carrier.store.messages import LoggedMessage
 from carrier.store.store import Store
 
 log = logging.getLogger("carrier.engine")
+T = TypeVar("T")
 
 _RECENT_FOR_TRIGGERS = 12
 RATE_LIMIT_NOTICE = "Slow down a little, {name}; I'll be back with you in a moment."
@@ -138,6 +140,7 @@ class Engine:
         self._rng = rng or random.Random()
         self._learning: dict[str, asyncio.Future[Recorded]] = {}
         self._shared = ReadCoalescer()
+        self._config = ConfigCache()
 
     # -- the pipeline ----------------------------------------------------------------------
 
@@ -177,13 +180,15 @@ class Engine:
         relationship = recorded.relationship
 
         step = time.perf_counter()
+        # Read after the message arrived: every edit committed before it is seen.
+        revision = await self.config_revision()
         # A mention or a reply to the bot is almost always answered: read the context for
         # the reply while the decision is being made instead of after it.
         reading: asyncio.Task[_Context] | None = None
         if msg.mentions_bot or msg.reply_to_bot:
-            reading = asyncio.create_task(self._read_context(msg, relationship, now))
+            reading = asyncio.create_task(self._read_context(msg, relationship, now, revision))
         try:
-            decided = await self.decide(msg, now)
+            decided = await self.decide(msg, now, revision=revision)
         except BaseException:
             if reading is not None:
                 await asyncio.gather(reading, return_exceptions=True)
@@ -206,7 +211,7 @@ class Engine:
             return self._log(outcome)
 
         step = time.perf_counter()
-        assembled = await self.assemble(msg, persona, relationship, now, reading)
+        assembled = await self.assemble(msg, persona, relationship, now, reading, revision)
         request, context = assembled.request, assembled.context
         timings["assemble"] = _ms(step)
         outcome.context = context
@@ -252,15 +257,21 @@ class Engine:
         scope = None if msg.author_is_bot else self.markov_scope(msg)
         return await self.parts.recorder.record(logged, scope)
 
-    async def decide(self, msg: IncomingMessage, now: datetime) -> Decided:
-        """Step 2: triggers, channel policy and rate limits.  Its reads run concurrently."""
+    async def decide(
+        self, msg: IncomingMessage, now: datetime, *, revision: int | None = None
+    ) -> Decided:
+        """Step 2: triggers, channel policy and rate limits.  Its reads run concurrently.
+
+        ``revision``: the config revision read since ``msg`` arrived (read now if None)."""
         since = now - timedelta(hours=self.settings.short_term_hours)
+        if revision is None:
+            revision = await self.config_revision()
         persona, recent, policy = await asyncio.gather(
-            self.persona(),
+            self.persona(revision),
             self.parts.short_term.recent(
                 self.agent_id, msg.channel_id, since, _RECENT_FOR_TRIGGERS + 1
             ),
-            self.store.channels.policy(self.agent_id, msg.guild_id, msg.channel_id),
+            self.policy(msg.guild_id, msg.channel_id, revision),
         )
         inputs = TriggerInputs(
             message=msg,
@@ -293,20 +304,24 @@ class Engine:
         )
 
     async def _read_context(
-        self, msg: IncomingMessage, relationship: Relationship | None, now: datetime
+        self,
+        msg: IncomingMessage,
+        relationship: Relationship | None,
+        now: datetime,
+        revision: int | None,
     ) -> _Context:
-        """The reads of step 3, concurrently: mood, relationship, window, emotes."""
+        """The reads of step 3, concurrently: mood, relationship, window, emotes, memory."""
         relationships = self.parts.relationships
         memory = self.parts.memory
         mood, current, transcript, emotes, facts, archived = await asyncio.gather(
-            self.mood(now),
+            self.mood(now, revision),
             relationships.current(self.agent_id, msg.author_id, now)
             if relationship is None
             else _ready(relationship),
             self.parts.short_term.window(
                 self.agent_id, msg.channel_id, now, self.settings.context_token_budget
             ),
-            self.emotes(msg.guild_id),
+            self.emotes(msg.guild_id, revision),
             memory.search_facts(msg.author_id, msg.text, guild_id=msg.guild_id)
             if memory is not None
             else _nothing(),
@@ -328,10 +343,13 @@ class Engine:
         relationship: Relationship | None,
         now: datetime,
         reading: asyncio.Task[_Context] | None = None,
+        revision: int | None = None,
     ) -> Assembled:
         """Step 3: everything the generator needs, read now from the database (concurrently;
         ``reading`` is the same reads already started)."""
-        context_read = await (reading or self._read_context(msg, relationship, now))
+        if reading is None and revision is None:
+            revision = await self.config_revision()
+        context_read = await (reading or self._read_context(msg, relationship, now, revision))
         mood, relationship = context_read.mood, context_read.relationship
         transcript, emotes = context_read.transcript, context_read.emotes
         facts, memories = context_read.facts, context_read.memories
@@ -366,27 +384,53 @@ class Engine:
         }
         return Assembled(request, context, mood, relationship)
 
-    # -- reads shared by the messages of a burst (see carrier.engine.coalesce) ------------
+    # -- reads shared by the messages of a burst (see carrier.engine.coalesce), and kept
+    # -- while the config revision holds (see carrier.engine.config_cache) ---------------
+    #
+    # ``revision``: the config revision read since the message being handled arrived; None
+    # reads it now.  Results are shared: callers must not change them.
 
-    async def persona(self) -> Persona:
+    async def config_revision(self) -> int | None:
+        """The database's config revision now (None: unknown, nothing is reused)."""
+        return await self._shared.read(("config_revision",), self.store.config_revision.current)
+
+    async def persona(self, revision: int | None = None) -> Persona:
         """The persona as stored now."""
-        return await self._shared.read(
-            ("persona",), lambda: load_persona(self.store, self.agent_id)
+        return await self._kept(
+            revision, ("persona",), lambda: load_persona(self.store, self.agent_id)
         )
 
-    async def mood(self, now: datetime) -> Mood:
+    async def mood(self, now: datetime, revision: int | None = None) -> Mood:
         """Today's mood (rolled by the first read of a new day)."""
         day = self.parts.mood.day_of(now)
-        return await self._shared.read(
-            ("mood", day), lambda: self.parts.mood.current(self.agent_id, now)
+        return await self._kept(
+            revision, ("mood", day), lambda: self.parts.mood.current(self.agent_id, now)
         )
 
-    async def emotes(self, guild_id: str | None) -> Mapping[str, str]:
-        """The guild's custom emotes by name (read-only: shared between messages)."""
-        return await self._shared.read(
+    async def emotes(self, guild_id: str | None, revision: int | None = None) -> Mapping[str, str]:
+        """The guild's custom emotes by name."""
+        return await self._kept(
+            revision,
             ("emotes", guild_id),
             lambda: self.store.emotes.for_guild(self.agent_id, guild_id),
         )
+
+    async def policy(
+        self, guild_id: str | None, channel_id: str, revision: int | None = None
+    ) -> ChannelPolicy:
+        """The channel's settings with its guild's (active, reply mode, quiet hours...)."""
+        return await self._kept(
+            revision,
+            ("policy", guild_id, channel_id),
+            lambda: self.store.channels.policy(self.agent_id, guild_id, channel_id),
+        )
+
+    async def _kept(
+        self, revision: int | None, key: tuple[Any, ...], fetch: Callable[[], Awaitable[T]]
+    ) -> T:
+        if revision is None:
+            revision = await self.config_revision()
+        return await self._config.read(revision, key, lambda: self._shared.read(key, fetch))
 
     def finish(self, text: str, emotes: Mapping[str, str]) -> str:
         """Step 5: emotes, mention safety, length."""

@@ -467,3 +467,13 @@ support_tickets = Table(
     Index("ix_support_tickets_guild", "agent_id", "guild_id", "status"),
     UniqueConstraint("thread_id", name="uq_support_tickets_thread"),
 )
+
+config_revision = Table(
+    "config_revision",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("revision", BigInteger, nullable=False),
+)
+"""One row, bumped by triggers (migration 0007) on every write to the tables the engine
+caches between turns: agents, persona_items, global_state, guild and channel settings, guild
+emotes (see carrier.engine.config_cache)."""

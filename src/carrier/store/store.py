@@ -14,6 +14,7 @@ from carrier.store.markov import MarkovRepository
 from carrier.store.messages import MessageLogRepository
 from carrier.store.persona import PersonaRepository
 from carrier.store.relationships import RelationshipRepository
+from carrier.store.revision import ConfigRevisionRepository
 from carrier.store.state import GlobalStateRepository
 from carrier.store.tickets import TicketRepository
 from carrier.store.usage import UsageRepository
@@ -41,6 +42,7 @@ class Store:
         self.facts = FactRepository(engine)
         self.tickets = TicketRepository(engine)
         self.api_keys = ApiKeyRepository(engine)
+        self.config_revision = ConfigRevisionRepository(engine)
 
     @property
     def dialect(self) -> str:
