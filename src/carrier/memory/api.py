@@ -30,7 +30,7 @@ import asyncio
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -236,11 +236,15 @@ class Memory:
         (an embeddings endpoint down), by references and recency alone (logged), so a reply
         never fails for it."""
         guilds: list[str | None] | None = None if self._share else [guild_id]
-        try:
-            vectors = await self.query_vectors(query)
-        except EmbeddingError as exc:
-            log.warning("cannot embed the query, ranking facts without similarity: %s", exc)
-            vectors = {}
+
+        async def vectors() -> Mapping[str, np.ndarray]:
+            # Asked for only when the user has facts (most have none).
+            try:
+                return await self.query_vectors(query)
+            except EmbeddingError as exc:
+                log.warning("cannot embed the query, ranking facts without similarity: %s", exc)
+                return {}
+
         async with self._database():
             return await self.long_term.facts_for(
                 self.agent_id,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -199,19 +199,25 @@ class LongTermMemory:
         include_unplaced: bool = False,
         k: int = 8,
         now: datetime,
-        query_vectors: Mapping[str, np.ndarray] | None = None,
+        query_vectors: Mapping[str, np.ndarray]
+        | Callable[[], Awaitable[Mapping[str, np.ndarray]]]
+        | None = None,
     ) -> list[RankedFact]:
         """The user's facts ranked for ``query``: similarity first, then how often and how
         recently they were mentioned.
 
         ``query_vectors`` maps embedding models to the query's vector of each (default: the
         configured model's); each fact is compared with the query vector of its own model,
-        so while the facts move to a new model every fact keeps its similarity."""
+        so while the facts move to a new model every fact keeps its similarity.  Given as a
+        function, it is called only for a user who has facts (most have none: their
+        messages then never wait for the embedding)."""
         facts = await self._store.facts.for_user(
             agent_id, user_id, guild_ids=guild_ids, include_unplaced=include_unplaced
         )
         if not facts:
             return []
+        if callable(query_vectors):
+            query_vectors = await query_vectors()
         if query_vectors is None:
             query_vectors = (
                 {self._embedder.model: (await self._embedder.embed([query]))[0]}
