@@ -211,6 +211,9 @@ class ApiSettings(_Section):
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(1_048_576, ge=1024, le=100_000_000)
     max_ws_message_bytes: int = Field(65_536, ge=1024, le=10_000_000)
+    # How long a key that checked out stays trusted without another database read: a
+    # revocation takes effect within this time (0: read the database on every request).
+    key_cache_seconds: float = Field(1.0, ge=0, le=300)
 
 
 class WebhookSettings(_Section):

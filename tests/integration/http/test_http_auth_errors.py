@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -35,21 +37,83 @@ async def test_no_key_is_401_and_a_wrong_scope_is_403(api: RunningApi) -> None:
         assert (await admin.get(PERSONA)).status_code == 200
 
 
-async def test_revoked_and_expired_keys_are_refused_at_once(api: RunningApi) -> None:
-    created = await api.store.api_keys.create("fish", "short-lived", ["chat"])
-    async with api.client(created.key and created.secret) as client:
-        assert (await client.get("/api/v1/agents/fish")).status_code == 200
-        assert await api.store.api_keys.revoke("fish", "short-lived") == 1
-        revoked = await client.get("/api/v1/agents/fish")
-    assert "revoked" in assert_error(revoked, 401)["message"]
+async def test_revoked_and_expired_keys_are_refused_at_once_without_a_key_cache(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path, api={"key_cache_seconds": 0})
+    async with running_api(settings) as api:
+        created = await api.store.api_keys.create("fish", "short-lived", ["chat"])
+        async with api.client(created.secret) as client:
+            assert (await client.get("/api/v1/agents/fish")).status_code == 200
+            assert await api.store.api_keys.revoke("fish", "short-lived") == 1
+            revoked = await client.get("/api/v1/agents/fish")
+        assert "revoked" in assert_error(revoked, 401)["message"]
 
-    past = datetime.now(UTC) - timedelta(days=2)
-    old = await api.store.api_keys.create(
-        "fish", "expired", ["chat"], now=past, expires_at=past + timedelta(days=1)
-    )
-    async with api.client(old.secret) as client:
-        expired = await client.get("/api/v1/agents/fish")
-    assert "expired" in assert_error(expired, 401)["message"]
+        past = datetime.now(UTC) - timedelta(days=2)
+        old = await api.store.api_keys.create(
+            "fish", "expired", ["chat"], now=past, expires_at=past + timedelta(days=1)
+        )
+        async with api.client(old.secret) as client:
+            expired = await client.get("/api/v1/agents/fish")
+        assert "expired" in assert_error(expired, 401)["message"]
+
+
+def _count_key_lookups(api: RunningApi) -> tuple[list[str], Callable[[], None]]:
+    """Statements that read the api_keys table from now on, and how to stop counting."""
+    lookups: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "FROM api_keys" in statement:
+            lookups.append(statement)
+
+    engine = api.store.engine.async_engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    return lookups, lambda: event.remove(engine, "before_cursor_execute", count)
+
+
+async def test_a_checked_key_is_trusted_for_key_cache_seconds_then_read_again(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path, api={"key_cache_seconds": 1.5})
+    async with running_api(settings) as api:
+        created = await api.store.api_keys.create("fish", "cached", ["chat"])
+        lookups, stop = _count_key_lookups(api)
+        try:
+            async with api.client(created.secret) as client:
+                began = time.monotonic()
+                for _ in range(20):
+                    assert (await client.get("/api/v1/agents/fish")).status_code == 200
+                if time.monotonic() - began < 1.5:  # else a slow machine outlasted the cache
+                    assert len(lookups) == 1  # one read for twenty requests
+                assert await api.store.api_keys.revoke("fish", "cached") == 1
+                lookups.clear()
+                await asyncio.sleep(1.6)
+                revoked = await client.get("/api/v1/agents/fish")
+            assert "revoked" in assert_error(revoked, 401)["message"]
+            assert len(lookups) == 1
+        finally:
+            stop()
+
+
+async def test_a_cached_key_is_refused_the_moment_it_expires(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, api={"key_cache_seconds": 300})
+    async with running_api(settings) as api:
+        soon = datetime.now(UTC) + timedelta(seconds=1)
+        created = await api.store.api_keys.create("fish", "brief", ["chat"], expires_at=soon)
+        async with api.client(created.secret) as client:
+            assert (await client.get("/api/v1/agents/fish")).status_code == 200
+            await asyncio.sleep((soon - datetime.now(UTC)).total_seconds() + 0.05)
+            expired = await client.get("/api/v1/agents/fish")
+        assert "expired" in assert_error(expired, 401)["message"]
+
+
+async def test_a_wrong_key_is_never_trusted_from_the_cache(api: RunningApi) -> None:
+    async with api.client(api.chat_key) as client:
+        assert (await client.get("/api/v1/agents/fish")).status_code == 200
+    # The same length and prefix as a cached key, one character off.
+    near = api.chat_key[:-1] + ("A" if api.chat_key[-1] != "A" else "B")
+    async with api.client(near) as client:
+        assert_error(await client.get("/api/v1/agents/fish"), 401)
 
 
 async def test_keys_are_stored_only_as_hashes(api: RunningApi) -> None:
@@ -177,25 +241,22 @@ async def test_cors_opens_only_to_configured_origins(tmp_path: Path) -> None:
 
 
 async def test_a_burst_on_one_key_shares_its_checks_and_revocation_is_still_immediate(
-    api: RunningApi,
+    tmp_path: Path,
 ) -> None:
-    ctx = api.app.state.carrier
-    created = await api.store.api_keys.create("fish", "burst", ["chat"])
-    lookups: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        if "FROM api_keys" in statement:
-            lookups.append(statement)
-
-    engine = api.store.engine.async_engine.sync_engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        keys = await asyncio.gather(*(authenticate(ctx, created.secret, "chat") for _ in range(40)))
-        assert {k.name for k in keys} == {"burst"}
-        assert 1 <= len(lookups) <= 2  # one read, and at most one more for latecomers
-        await api.store.api_keys.revoke("fish", "burst")
-        with pytest.raises(ApiError) as refused:
-            await authenticate(ctx, created.secret, "chat")
-        assert refused.value.status == 401 and "revoked" in refused.value.message
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
+    # Without the key cache every check reads the database; a burst still shares one read.
+    async with running_api(make_settings(tmp_path, api={"key_cache_seconds": 0})) as api:
+        ctx = api.app.state.carrier
+        created = await api.store.api_keys.create("fish", "burst", ["chat"])
+        lookups, stop = _count_key_lookups(api)
+        try:
+            keys = await asyncio.gather(
+                *(authenticate(ctx, created.secret, "chat") for _ in range(40))
+            )
+            assert {k.name for k in keys} == {"burst"}
+            assert 1 <= len(lookups) <= 2  # one read, and at most one more for latecomers
+            await api.store.api_keys.revoke("fish", "burst")
+            with pytest.raises(ApiError) as refused:
+                await authenticate(ctx, created.secret, "chat")
+            assert refused.value.status == 401 and "revoked" in refused.value.message
+        finally:
+            stop()

@@ -103,6 +103,7 @@ def test_keys_are_created_listed_and_revoked(config: Path, served: str) -> None:
 
     revoked = runner.invoke(app, ["apikey", "revoke", "ops", "-c", str(config)])
     assert revoked.exit_code == 0 and "revoked 1" in revoked.output
+    time.sleep(1.1)  # a revocation takes effect within api.key_cache_seconds (1 s)
     refused = httpx.get(served + "/api/v1/agents/fish/persona", headers=headers)
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized"
     again = runner.invoke(app, ["apikey", "revoke", "ops", "-c", str(config)])

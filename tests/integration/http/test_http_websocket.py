@@ -92,14 +92,17 @@ async def test_header_auth_and_refusals(api: RunningApi) -> None:
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4404
 
 
-async def test_a_key_revoked_mid_session_stops_working(api: RunningApi) -> None:
-    created = await api.store.api_keys.create("fish", "ws-key", ["chat"])
-    socket = await _open(api, key=created.secret)
-    await api.store.api_keys.revoke("fish", "ws-key")
-    await socket.send(json.dumps({"type": "message", "author_id": "ana", "text": "@fish hi"}))
-    with pytest.raises(ConnectionClosed) as closed:
-        await _until(socket, "outcome")
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+async def test_a_key_revoked_mid_session_stops_working(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, api={"key_cache_seconds": 0.3})
+    async with running_api(settings) as api:
+        created = await api.store.api_keys.create("fish", "ws-key", ["chat"])
+        socket = await _open(api, key=created.secret)
+        await api.store.api_keys.revoke("fish", "ws-key")
+        await asyncio.sleep(0.4)  # the key cache forgets it
+        await socket.send(json.dumps({"type": "message", "author_id": "ana", "text": "@fish hi"}))
+        with pytest.raises(ConnectionClosed) as closed:
+            await _until(socket, "outcome")
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
 
 
 async def test_bad_frames_get_errors_and_the_socket_stays(api: RunningApi) -> None:

@@ -17,6 +17,7 @@ from carrier import __version__
 from carrier.clients.http.context import ApiContext
 from carrier.clients.http.errors import install_error_handlers
 from carrier.clients.http.hub import OUTBOX_SIZE, ChannelHub
+from carrier.clients.http.keys import KeyChecker
 from carrier.clients.http.middleware import BodyLimit, RequestMetrics
 from carrier.clients.http.routes import admin, chat, health, websocket
 from carrier.engine.pipeline import Engine
@@ -62,6 +63,7 @@ def create_app(
         ws_auth_timeout_seconds=ws_auth_timeout_seconds,
     )
     ctx.hub = ChannelHub(ws_outbox_size)
+    ctx.keys = KeyChecker(store.api_keys, engine.agent_id, settings.api.key_cache_seconds)
     app.state.carrier = ctx
     install_error_handlers(app)
     app.include_router(chat.agents_router)

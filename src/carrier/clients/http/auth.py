@@ -2,8 +2,9 @@
 
 HTTP clients send ``Authorization: Bearer <key>``.  No key (or an unknown, expired or revoked
 one) is a 401; a key without the route's scope is a 403; a key of another agent is unknown
-here.  Keys are checked against their stored hash on every request (see
-:mod:`carrier.store.apikeys`), so revoking one takes effect at once.
+here.  Keys are checked against their stored hash (see :mod:`carrier.store.apikeys`); one
+that checked out is trusted for ``api.key_cache_seconds`` (:mod:`carrier.clients.http.keys`),
+so a revocation takes effect within that time and an expiry at once.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from carrier.clients.http.context import ApiContext, context_of
+from carrier.clients.http.context import ApiContext, context_of, request_context
 from carrier.clients.http.errors import ApiError
 from carrier.store.apikeys import ApiKey
 
@@ -41,10 +42,7 @@ async def authenticate(ctx: ApiContext, presented: str | None, scope: str) -> Ap
         raise ApiError(
             401, "an API key is required: Authorization: Bearer <key>", headers=_CHALLENGE
         )
-    # 1,000 WebSockets on one key check it on every message: a burst shares one query.
-    verified = await ctx.key_checks.read(
-        ("key", presented), lambda: ctx.store.api_keys.verify(ctx.agent_id, presented)
-    )
+    verified = await ctx.keys.verify(presented)
     if verified.problem is not None or verified.key is None:
         raise ApiError(
             401, _PROBLEMS.get(verified.problem or "unknown", "unknown API key"), headers=_CHALLENGE
@@ -77,4 +75,4 @@ def require(scope: str) -> Callable[..., Awaitable[ApiKey]]:
 
 ChatKey = Annotated[ApiKey, Depends(require("chat"))]
 AdminKey = Annotated[ApiKey, Depends(require("admin"))]
-Context = Annotated[ApiContext, Depends(context_of)]
+Context = Annotated[ApiContext, Depends(request_context)]

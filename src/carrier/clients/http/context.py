@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 from fastapi import Request
 
-from carrier.engine.coalesce import ReadCoalescer
 from carrier.engine.pipeline import Engine
 from carrier.memory.api import Memory
 from carrier.metrics import Metrics
@@ -16,6 +15,7 @@ from carrier.store.store import Store
 
 if TYPE_CHECKING:
     from carrier.clients.http.hub import ChannelHub
+    from carrier.clients.http.keys import KeyChecker
 
 
 @dataclass(slots=True)
@@ -28,9 +28,9 @@ class ApiContext:
     ws_auth_timeout_seconds: float = 10.0
     """How long a WebSocket may take to send its auth frame."""
     hub: ChannelHub = field(init=False)
-    key_checks: ReadCoalescer = field(init=False, default_factory=ReadCoalescer)
-    """Concurrent checks of one key share a query (never one that began before they asked:
-    a key revoked a moment ago is still refused at once)."""
+    keys: KeyChecker = field(init=False)
+    """Presented API keys, checked against the database at most ``api.key_cache_seconds``
+    ago."""
 
     @property
     def agent_id(self) -> str:
@@ -40,3 +40,9 @@ class ApiContext:
 def context_of(request: Request) -> ApiContext:
     ctx: ApiContext = request.app.state.carrier
     return ctx
+
+
+async def request_context(request: Request) -> ApiContext:
+    """:func:`context_of` as a route dependency.  async: FastAPI runs a plain function
+    dependency in its thread pool, a thread hop on every request."""
+    return context_of(request)
