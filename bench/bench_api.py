@@ -15,6 +15,21 @@ Targets (issue 6):
 - 1,000 WebSocket clients stay connected and chatting for a minute without an error: each
   client sends a message every ~5 s (``--ws-interval``, jittered 0.5-1.5x) in a channel of 10
   (``--ws-per-channel``), waits for its outcome, and receives everyone's messages and replies.
+
+What the REST phase measures, and why.  The target is an offered load, not a closed loop: 100
+connections that each send their next request the moment the last one is answered reach 300
+requests/s with a p99 of 100 ms only if the server answers ~1,000 requests/s (100 in flight
+for ~0.1 s each); a closed loop also hides a stalled server, since clients that wait send
+less ("coordinated omission").  So the verdict comes from an open loop: chat requests are
+scheduled at a constant rate (``--rate``, 300/s) for ``--seconds``, each handed to the first
+idle one of ``--concurrency`` (100) keep-alive connections (queued, in order, when all are
+busy), and each request's latency runs from its *scheduled* send time to the end of its
+response, so time spent waiting for a connection or behind a slow answer counts.  Reported:
+the achieved rate (responses / time from the first scheduled send to the last response),
+p50/p95/p99 latency, errors (non-200 or a transport error or none within 30 s), and the API
+process's CPU per request.  PASS needs the achieved rate within 1% of ``--rate``, p99 <= 100
+ms and no errors.  A closed loop on the same connections (``--closed-seconds``) follows, for
+information only: the server's maximum throughput here and its latency when saturated.
 """
 
 from __future__ import annotations
@@ -33,6 +48,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from percentiles import pct
@@ -86,10 +102,17 @@ class Processes:
         )
         self.api: subprocess.Popen[bytes] | None = None
 
-    def start_api(self, profile: str | None = None) -> str:
-        python = [sys.executable] + (["-m", "cProfile", "-o", profile] if profile else [])
+    def start_api(self) -> str:
         self.api = subprocess.Popen(
-            [*python, "-m", "carrier.cli.main", "serve", "-c", str(self.config), "--no-memory"],
+            [
+                sys.executable,
+                "-m",
+                "carrier.cli.main",
+                "serve",
+                "-c",
+                str(self.config),
+                "--no-memory",
+            ],
             cwd=self.config.parent,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -137,67 +160,192 @@ async def wait_ready(url: str) -> None:
 @dataclass
 class RestResult:
     latencies: list[float] = field(default_factory=list)
+    """Milliseconds, of the requests answered 200."""
     errors: int = 0
     non_replies: int = 0
+    waits: list[float] = field(default_factory=list)
+    """Milliseconds each request waited for an idle connection after its scheduled time."""
+    unanswered: int = 0
+    """Requests still queued or in flight when the open loop stopped waiting."""
 
 
-async def rest_load(
+def _chat_body(i: int) -> dict[str, str]:
+    return {"author_id": f"user-{i % 100}", "text": f"@fish how is the water, {i}?"}
+
+
+def _chat_url(url: str, i: int) -> str:
+    return f"{url}/api/v1/agents/fish/channels/rest-{i % 20}/messages"
+
+
+async def _exchange(
+    session: aiohttp.ClientSession, url: str, i: int, path: str | None
+) -> tuple[bool, bool]:
+    """One request: (answered 200, with a reply)."""
+    try:
+        if path is not None:
+            async with session.get(url + path) as response:
+                await response.read()
+                return response.status == 200, True
+        async with session.post(_chat_url(url, i), json=_chat_body(i)) as response:
+            data = await response.json() if response.status == 200 else None
+            return data is not None, data is not None and data.get("reply") is not None
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return False, False
+
+
+def _record(result: RestResult, ok: bool, replied: bool, elapsed_ms: float) -> None:
+    if not ok:
+        result.errors += 1
+        return
+    result.latencies.append(elapsed_ms)
+    if not replied:
+        result.non_replies += 1
+
+
+def _session(key: str, connections: int) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        headers={"Authorization": f"Bearer {key}"},
+        connector=aiohttp.TCPConnector(limit=connections),
+        timeout=aiohttp.ClientTimeout(total=30),
+    )
+
+
+async def open_loop(
     url: str,
     key: str,
-    seconds: float,
-    concurrency: int,
-    server_pid: int,
     *,
+    rate: float,
+    seconds: float,
+    connections: int,
+    server_pid: int,
+    warmup: float = 3.0,
+    drain: float = 10.0,
+) -> tuple[RestResult, float, float]:
+    """Chat requests at ``rate`` per second for ``warmup`` + ``seconds``, over ``connections``
+    keep-alive connections, each request taken by the first idle connection (in schedule
+    order).  Only the last ``seconds`` count; what is not answered ``drain`` s after the last
+    scheduled send counts as errors.  Returns the result, the wall time from the first counted
+    scheduled send to the last counted response, and the server's CPU seconds in it.  Latency
+    runs from the scheduled send time (see the module docstring)."""
+    result = RestResult()
+    due: asyncio.Queue[tuple[float, int, bool] | None] = asyncio.Queue()
+    counted_from = int(rate * warmup)
+    total = counted_from + int(rate * seconds)
+    window = {"first": 0.0, "last": 0.0, "cpu": 0.0}
+
+    async def connection() -> None:
+        # One session of one connection each: exactly ``connections`` sockets, all kept alive.
+        async with _session(key, 1) as session:
+            while (item := await due.get()) is not None:
+                scheduled, i, counted = item
+                picked = time.perf_counter()
+                ok, replied = await _exchange(session, url, i, None)
+                done = time.perf_counter()
+                if counted:
+                    _record(result, ok, replied, (done - scheduled) * 1000)
+                    result.waits.append((picked - scheduled) * 1000)
+                    window["last"] = max(window["last"], done)
+
+    async def schedule() -> None:
+        began = time.perf_counter()
+        for i in range(total):
+            at = began + i / rate
+            delay = at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if i == counted_from:
+                window["first"], window["cpu"] = at, cpu_seconds(server_pid)
+            due.put_nowait((at, i, i >= counted_from))
+        for _ in range(connections):
+            due.put_nowait(None)
+
+    workers = [asyncio.create_task(connection()) for _ in range(connections)]
+    await schedule()
+    # A server that cannot keep up leaves a backlog: give it ``drain`` seconds, then count
+    # what is still queued or in flight as errors instead of waiting it out.
+    _, late = await asyncio.wait(workers, timeout=drain)
+    for task in late:
+        task.cancel()
+    await asyncio.gather(*late, return_exceptions=True)
+    if late:
+        result.unanswered = total - counted_from - len(result.latencies) - result.errors
+        window["last"] = time.perf_counter()
+    cpu = cpu_seconds(server_pid) - window["cpu"]
+    return result, window["last"] - window["first"], cpu
+
+
+async def closed_loop(
+    url: str,
+    key: str,
+    *,
+    seconds: float,
+    connections: int,
+    server_pid: int,
     path: str | None = None,
 ) -> tuple[RestResult, float, float]:
-    """POSTs chat messages (or GETs ``path``) from ``concurrency`` connections; returns the
-    result, the measured wall time and the server's CPU seconds in it."""
+    """Each of ``connections`` sends its next request as soon as the last is answered (chat
+    messages, or GETs of ``path``): the most the server answers, and its latency then.
+    Returns the result, the wall time and the server's CPU seconds in it."""
     result = RestResult()
-    headers = {"Authorization": f"Bearer {key}"}
-    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     stop_at = 0.0
 
-    async def worker(n: int, session: aiohttp.ClientSession, record: bool) -> None:
-        channel = f"rest-{n % 20}"
-        i = 0
+    async def worker(n: int, session: aiohttp.ClientSession, counted: bool) -> None:
+        i = n
         while time.monotonic() < stop_at:
-            body = {"author_id": f"user-{n}", "text": f"@fish how is the water, {i}?"}
             began = time.perf_counter()
-            try:
-                request = (
-                    session.get(url + path)
-                    if path
-                    else session.post(
-                        f"{url}/api/v1/agents/fish/channels/{channel}/messages", json=body
-                    )
-                )
-                async with request as response:
-                    data = await response.json() if path is None else {"reply": True}
-                    ok = response.status == 200
-            except (aiohttp.ClientError, TimeoutError):
-                ok, data = False, None
-            elapsed = (time.perf_counter() - began) * 1000
-            if record:
-                if not ok:
-                    result.errors += 1
-                else:
-                    result.latencies.append(elapsed)
-                    if data.get("reply") is None:
-                        result.non_replies += 1
-            i += 1
+            ok, replied = await _exchange(session, url, i, path)
+            if counted:
+                _record(result, ok, replied, (time.perf_counter() - began) * 1000)
+            i += connections
 
-    async with aiohttp.ClientSession(
-        headers=headers, connector=connector, timeout=aiohttp.ClientTimeout(total=30)
-    ) as session:
+    async with _session(key, connections) as session:
         stop_at = time.monotonic() + 3  # warm up: connections, caches
-        await asyncio.gather(*(worker(n, session, False) for n in range(concurrency)))
+        await asyncio.gather(*(worker(n, session, False) for n in range(connections)))
         began = time.monotonic()
         cpu_before = cpu_seconds(server_pid)
         stop_at = began + seconds
-        await asyncio.gather(*(worker(n, session, True) for n in range(concurrency)))
+        await asyncio.gather(*(worker(n, session, True) for n in range(connections)))
         wall = time.monotonic() - began
         cpu = cpu_seconds(server_pid) - cpu_before
     return result, wall, cpu
+
+
+def describe(result: RestResult, wall: float, cpu: float) -> str:
+    lat = result.latencies or [float("inf")]
+    answered = len(result.latencies)
+    return (
+        f"{answered / wall:.1f} requests/s, p50 {statistics.median(lat):.1f} ms, "
+        f"p95 {pct(lat, 0.95):.1f} ms, p99 {pct(lat, 0.99):.1f} ms, {result.errors} errors"
+        + (f", {result.unanswered} unanswered in time" if result.unanswered else "")
+        + "; "
+        f"server CPU {cpu * 1000 / max(1, answered + result.errors):.2f} ms per request, "
+        f"{cpu / wall:.0%} of a core"
+    )
+
+
+class Profiler:
+    """py-spy sampling the API process (and any workers) into ``path``: a flame graph for
+    .svg, speedscope for .json, else collapsed stacks (one "frames count" line per stack)."""
+
+    def __init__(self, path: str | None, pid: int) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        if path is None:
+            return
+        kind = {".svg": "flamegraph", ".json": "speedscope"}.get(Path(path).suffix, "raw")
+        py_spy = Path(sys.executable).with_name("py-spy")
+        options = ["--format", kind, "--rate", "100", "--nonblocking", "--subprocesses"]
+        self.process = subprocess.Popen(
+            [str(py_spy), "record", "--pid", str(pid), "--output", path, *options],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGINT)
+            _, err = self.process.communicate(timeout=60)
+            if self.process.returncode not in (0, -signal.SIGINT):
+                print("py-spy:", err.decode(errors="replace").strip()[-500:])
 
 
 # -- WebSockets -------------------------------------------------------------------------------
@@ -283,7 +431,8 @@ async def ws_load(
                 }
             )
             result.sent_by[n] += 1
-            await asyncio.wait({future, reader}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+            either: set[asyncio.Future[Any]] = {future, reader}
+            await asyncio.wait(either, timeout=30, return_when=asyncio.FIRST_COMPLETED)
             if not future.done():
                 if not reader.done():
                     result.errors.append(f"client {n}: no outcome for {request_id} in 30 s")
@@ -357,11 +506,24 @@ class Verdict:
         return f"{'PASS' if self.ok else 'FAIL'}  {self.target}: {self.measured}"
 
 
-def rest_verdicts(rate: float, p99_ms: float, errors: int, concurrency: int) -> list[Verdict]:
-    """The chat endpoint's targets (issue 6); p99 counts only at 100+ connections."""
+REST_RATE_TOLERANCE = 0.01
+
+
+def rest_verdicts(
+    achieved: float,
+    p99_ms: float,
+    errors: int,
+    concurrency: int,
+    offered: float = REST_MIN_RATE,
+) -> list[Verdict]:
+    """The chat endpoint's targets (issue 6), judged on the open loop: at least 300
+    requests/s offered and answered (within 1%), p99 at 100+ connections, no errors."""
     return [
         Verdict(
-            f"REST chat >= {REST_MIN_RATE:.0f} requests/s", f"{rate:.0f}/s", rate >= REST_MIN_RATE
+            f"REST chat sustains >= {REST_MIN_RATE:.0f} requests/s (open loop, within "
+            f"{REST_RATE_TOLERANCE:.0%})",
+            f"{achieved:.1f}/s answered of {offered:.0f}/s offered",
+            offered >= REST_MIN_RATE and achieved >= offered * (1 - REST_RATE_TOLERANCE),
         ),
         Verdict(
             f"REST chat p99 <= {REST_MAX_P99_MS:.0f} ms at {concurrency} connections",
@@ -424,15 +586,23 @@ def spread(values: list[int]) -> str:
 
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=30.0, help="REST load duration")
-    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=30.0, help="REST open-loop duration")
+    parser.add_argument("--rate", type=float, default=REST_MIN_RATE, help="REST requests/s")
+    parser.add_argument("--concurrency", type=int, default=100, help="REST connections")
+    parser.add_argument(
+        "--closed-seconds", type=float, default=10.0, help="REST closed-loop duration (0: none)"
+    )
     parser.add_argument("--ws-clients", type=int, default=1000)
     parser.add_argument("--ws-seconds", type=float, default=60.0)
     parser.add_argument(
         "--ws-interval", type=float, default=5.0, help="mean s between one client's messages"
     )
     parser.add_argument("--ws-per-channel", type=int, default=10, help="clients per channel")
-    parser.add_argument("--profile", help="write the API process's cProfile stats here")
+    parser.add_argument(
+        "--profile",
+        help="py-spy the API during the REST open loop (or the WebSockets with --ws-only) into "
+        "this file: .svg flame graph, .json speedscope, else collapsed stacks",
+    )
     parser.add_argument("--rest-only", action="store_true")
     parser.add_argument("--ws-only", action="store_true")
     parser.add_argument(
@@ -445,49 +615,79 @@ async def main() -> int:
         processes = Processes(Path(tmp), llm=not args.markov)
         try:
             key = await create_key(processes.config)
-            url = processes.start_api(args.profile)
+            url = processes.start_api()
             await wait_ready(url)
             assert processes.api is not None
+            pid = processes.api.pid
             for probe in () if args.ws_only else ("/healthz", "/api/v1/agents/fish"):
-                alone, probe_wall, probe_cpu = await rest_load(
-                    url, key, 5, args.concurrency, processes.api.pid, path=probe
+                alone, probe_wall, probe_cpu = await closed_loop(
+                    url, key, seconds=5, connections=args.concurrency, server_pid=pid, path=probe
                 )
                 print(
-                    f"GET {probe} (the HTTP layer alone), {args.concurrency} connections: "
-                    f"{len(alone.latencies) / probe_wall:.0f} requests/s, p99 "
-                    f"{pct(alone.latencies, 0.99):.1f} ms, {alone.errors} errors, server CPU "
-                    f"{probe_cpu * 1000 / max(1, len(alone.latencies)):.2f} ms per request",
+                    f"GET {probe} (the HTTP layer alone), closed loop, {args.concurrency} "
+                    f"connections: {describe(alone, probe_wall, probe_cpu)}",
                     flush=True,
                 )
             if not args.ws_only:
-                rest, wall, cpu = await rest_load(
-                    url, key, args.seconds, args.concurrency, processes.api.pid
-                )
-                lat = rest.latencies or [float("inf")]
-                rate, p99 = len(rest.latencies) / wall, pct(lat, 0.99)
+                profiler = Profiler(args.profile, pid)
+                try:
+                    rest, wall, cpu = await open_loop(
+                        url,
+                        key,
+                        rate=args.rate,
+                        seconds=args.seconds,
+                        connections=args.concurrency,
+                        server_pid=pid,
+                    )
+                finally:
+                    profiler.stop()
+                achieved = len(rest.latencies) / wall
                 print(
-                    f"REST chat, {args.concurrency} concurrent connections, {wall:.0f} s: "
-                    f"{rate:.0f} requests/s, p50 {statistics.median(lat):.1f} ms, "
-                    f"p95 {pct(lat, 0.95):.1f} ms, p99 {p99:.1f} ms, "
-                    f"{rest.errors} errors, {rest.non_replies} without a reply; server CPU "
-                    f"{cpu * 1000 / max(1, len(rest.latencies) + rest.errors):.1f} ms per "
-                    f"request, {cpu / wall:.0%} of a core",
+                    f"REST chat, open loop: {args.rate:g} requests/s offered for "
+                    f"{args.seconds:g} s over {args.concurrency} keep-alive connections, "
+                    f"latency from the scheduled send: {describe(rest, wall, cpu)}; "
+                    f"{rest.non_replies} without a reply; waited for a connection p99 "
+                    f"{pct(rest.waits or [0.0], 0.99):.1f} ms",
                     flush=True,
                 )
-                verdicts += rest_verdicts(rate, p99, rest.errors, args.concurrency)
+                p99 = pct(rest.latencies or [float("inf")], 0.99)
+                verdicts += rest_verdicts(
+                    achieved,
+                    p99,
+                    rest.errors + rest.unanswered,
+                    args.concurrency,
+                    offered=args.rate,
+                )
+                if args.closed_seconds > 0:
+                    most, most_wall, most_cpu = await closed_loop(
+                        url,
+                        key,
+                        seconds=args.closed_seconds,
+                        connections=args.concurrency,
+                        server_pid=pid,
+                    )
+                    print(
+                        f"REST chat, closed loop (for information: the most it answers), "
+                        f"{args.concurrency} connections: {describe(most, most_wall, most_cpu)}",
+                        flush=True,
+                    )
             if not args.rest_only:
                 began = time.monotonic()
-                cpu_before = cpu_seconds(processes.api.pid)
-                ws = await ws_load(
-                    url,
-                    key,
-                    args.ws_clients,
-                    args.ws_seconds,
-                    args.ws_interval,
-                    args.ws_per_channel,
-                )
+                cpu_before = cpu_seconds(pid)
+                profiler = Profiler(args.profile if args.ws_only else None, pid)
+                try:
+                    ws = await ws_load(
+                        url,
+                        key,
+                        args.ws_clients,
+                        args.ws_seconds,
+                        args.ws_interval,
+                        args.ws_per_channel,
+                    )
+                finally:
+                    profiler.stop()
                 ws_wall = time.monotonic() - began
-                ws_cpu = cpu_seconds(processes.api.pid) - cpu_before
+                ws_cpu = cpu_seconds(pid) - cpu_before
                 wlat = ws.latencies or [0.0]
                 print(
                     f"WebSocket: {ws.connected}/{args.ws_clients} clients connected, chatting "
