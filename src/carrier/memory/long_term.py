@@ -211,7 +211,7 @@ class LongTermMemory:
         so while the facts move to a new model every fact keeps its similarity.  Given as a
         function, it is called only for a user who has facts (most have none: their
         messages then never wait for the embedding)."""
-        facts = await self._store.facts.for_user(
+        facts = await self._store.facts.for_user_with_vectors(
             agent_id, user_id, guild_ids=guild_ids, include_unplaced=include_unplaced
         )
         if not facts:
@@ -225,14 +225,12 @@ class LongTermMemory:
                 else {}
             )
         similarities: dict[int, float] = {}
-        async with self._store.engine.connect() as conn:
-            for model, query_vector in query_vectors.items():
-                for fact, vector in await self._store.facts.embeddings_for_user(
-                    conn, agent_id, user_id, model
-                ):
-                    similarities[fact.id] = float(vector @ query_vector)
+        for fact, vector in facts:
+            query_vector = query_vectors.get(fact.embedding_model or "")
+            if vector is not None and query_vector is not None:
+                similarities[fact.id] = float(vector @ query_vector)
         ranked = []
-        for fact in facts:
+        for fact, _vector in facts:
             similarity = similarities.get(fact.id, 0.0)
             days = max(0.0, (now - fact.last_mentioned).total_seconds() / 86_400)
             score = (

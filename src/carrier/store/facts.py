@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
+from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Select, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -73,6 +75,38 @@ _FACT_COLUMNS = (
     memory_facts.c.superseded_by,
     memory_facts.c.embedding_model,
 )
+
+
+@cache
+def _user_facts_query(
+    include_history: bool, places: str | None, with_vectors: bool
+) -> Select[Any]:
+    """A user's facts, built once per shape (bound parameters: agent_id, user_id and
+    guild_ids).  ``places``: None (learned anywhere), "named" (in the named guilds),
+    "direct" (those or in direct messages), "unplaced" (those or nowhere in particular)."""
+    columns = (*_FACT_COLUMNS, memory_facts.c.embedding, memory_facts.c.embedding_dim)
+    query = select(*(columns if with_vectors else _FACT_COLUMNS)).where(
+        memory_facts.c.agent_id == bindparam("agent_id"),
+        memory_facts.c.user_id == bindparam("user_id"),
+    )
+    if not include_history:
+        query = query.where(memory_facts.c.superseded_by.is_(None))
+    if places is not None:
+        where: list[ColumnElement[bool]] = [
+            memory_facts.c.guild_id.in_(bindparam("guild_ids", expanding=True))
+        ]
+        if places == "direct":
+            where.append(memory_facts.c.guild_id.is_(None))
+        elif places == "unplaced":
+            where.append(
+                memory_facts.c.guild_id.is_(None) & memory_facts.c.source_message_id.is_(None)
+            )
+        query = query.where(or_(*where))
+    return query.order_by(
+        memory_facts.c.reference_count.desc(),
+        memory_facts.c.last_mentioned.desc(),
+        memory_facts.c.id,
+    )
 
 
 def _fact(row: object) -> Fact:
@@ -170,30 +204,55 @@ class FactRepository:
         learned (None: anywhere; a None in it: in direct messages).  ``include_unplaced``
         adds the facts learned nowhere in particular (no guild and no source message: added
         by hand, through the API or an import)."""
-        query = select(*_FACT_COLUMNS).where(
-            memory_facts.c.agent_id == agent_id, memory_facts.c.user_id == user_id
+        rows = await self._user_facts(
+            agent_id, user_id, guild_ids, include_history, include_unplaced, False, conn
         )
-        if not include_history:
-            query = query.where(memory_facts.c.superseded_by.is_(None))
-        if guild_ids is not None:
-            named = [g for g in guild_ids if g is not None]
-            where: list[ColumnElement[bool]] = [memory_facts.c.guild_id.in_(named)]
-            if None in guild_ids:
-                where.append(memory_facts.c.guild_id.is_(None))
-            elif include_unplaced:
-                where.append(
-                    memory_facts.c.guild_id.is_(None) & memory_facts.c.source_message_id.is_(None)
-                )
-            query = query.where(or_(*where))
-        query = query.order_by(
-            memory_facts.c.reference_count.desc(),
-            memory_facts.c.last_mentioned.desc(),
-            memory_facts.c.id,
+        return [_fact(row) for row in rows]
+
+    async def for_user_with_vectors(
+        self,
+        agent_id: str,
+        user_id: str,
+        *,
+        guild_ids: Sequence[str | None] | None = None,
+        include_unplaced: bool = False,
+    ) -> list[tuple[Fact, np.ndarray | None]]:
+        """:meth:`for_user` (current facts) with each fact's vector, of the model named by
+        its ``embedding_model`` (None: not embedded yet), in one statement."""
+        rows = await self._user_facts(
+            agent_id, user_id, guild_ids, False, include_unplaced, True, None
         )
+        return [
+            (
+                _fact(row),
+                vector_of(row.embedding, row.embedding_dim)
+                if row.embedding is not None and row.embedding_dim
+                else None,
+            )
+            for row in rows
+        ]
+
+    async def _user_facts(
+        self,
+        agent_id: str,
+        user_id: str,
+        guild_ids: Sequence[str | None] | None,
+        include_history: bool,
+        include_unplaced: bool,
+        with_vectors: bool,
+        conn: AsyncConnection | None,
+    ) -> Sequence[Any]:
+        params: dict[str, object] = {"agent_id": agent_id, "user_id": user_id}
+        if guild_ids is None:
+            query = _user_facts_query(include_history, None, with_vectors)
+        else:
+            params["guild_ids"] = [g for g in guild_ids if g is not None]
+            places = "direct" if None in guild_ids else "unplaced" if include_unplaced else "named"
+            query = _user_facts_query(include_history, places, with_vectors)
         if conn is not None:
-            return [_fact(r) for r in await conn.execute(query)]
+            return list(await conn.execute(query, params))
         async with self._engine.connect() as own:
-            return [_fact(r) for r in await own.execute(query)]
+            return list(await own.execute(query, params))
 
     async def embeddings_for_user(
         self, conn: AsyncConnection, agent_id: str, user_id: str | None, model: str
