@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Select, and_, bindparam, func, select, union_all, update
@@ -136,6 +137,16 @@ _RENAME = (
 )
 
 
+@cache
+def _insert_new(dialect: str) -> Any:
+    """Log rows, skipping those already logged; returns the keys of those written."""
+    return (
+        insert(short_term_messages, dialect)
+        .on_conflict_do_nothing(index_elements=["agent_id", "channel_id", "message_id"])
+        .returning(short_term_messages.c.channel_id, short_term_messages.c.message_id)
+    )
+
+
 class MessageLogRepository:
     def __init__(self, engine: Database) -> None:
         self._engine = engine
@@ -168,14 +179,11 @@ class MessageLogRepository:
             unique.pop((row.channel_id, row.message_id), None)
         if not unique:
             return set()
-        stmt = (
-            insert(short_term_messages, conn.dialect.name)
-            .on_conflict_do_nothing(index_elements=["agent_id", "channel_id", "message_id"])
-            .returning(short_term_messages.c.channel_id, short_term_messages.c.message_id)
-        )
         # executemany: one cached statement whatever the batch size (SQLAlchemy batches the
         # rows into multi-row INSERTs with RETURNING itself).
-        result = await conn.execute(stmt, [message.as_row() for message in unique.values()])
+        result = await conn.execute(
+            _insert_new(conn.dialect.name), [message.as_row() for message in unique.values()]
+        )
         return {(row.channel_id, row.message_id) for row in result}
 
     async def insert_in(self, conn: AsyncConnection, message: LoggedMessage) -> bool:

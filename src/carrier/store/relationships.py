@@ -8,12 +8,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from carrier.store.database import Database
 from carrier.store.schema import relationships
 from carrier.store.upsert import insert
+
+_ROWS = (
+    select(relationships)
+    .where(
+        relationships.c.agent_id == bindparam("agent_id"),
+        relationships.c.user_id.in_(bindparam("user_ids", expanding=True)),
+    )
+    .order_by(relationships.c.user_id)
+)
+_ROWS_FOR_UPDATE = _ROWS.with_for_update()
 
 RANGES: dict[str, tuple[float, float]] = {
     "anger": (0.0, 10.0),
@@ -70,21 +80,12 @@ class RelationshipRepository:
     ) -> dict[str, RelationshipRow]:
         """Rows of several users in one statement (``for_update``: locked on PostgreSQL, in
         user order so concurrent writers cannot deadlock)."""
-        query = (
-            select(relationships)
-            .where(
-                relationships.c.agent_id == agent_id,
-                relationships.c.user_id.in_(sorted(set(user_ids))),
-            )
-            .order_by(relationships.c.user_id)
-        )
-        if for_update:
-            query = query.with_for_update()
+        params = {"agent_id": agent_id, "user_ids": sorted(set(user_ids))}
         return {
             row.user_id: RelationshipRow(
                 row.anger, row.rapport, row.trust, row.formality, row.updated_at
             )
-            for row in await conn.execute(query)
+            for row in await conn.execute(_ROWS_FOR_UPDATE if for_update else _ROWS, params)
         }
 
     async def put_many_in(
