@@ -4,6 +4,7 @@ everything, and nothing is buffered without bound."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from carrier.clients.http.hub import ChannelHub, Listener
@@ -13,11 +14,11 @@ async def test_a_stuck_reader_is_dropped_and_the_others_get_everything() -> None
     stuck = asyncio.Event()  # never set: this reader's sends never complete
     received: list[dict[str, Any]] = []
 
-    async def never(event: dict[str, Any]) -> None:
+    async def never(frame: str) -> None:
         await stuck.wait()
 
-    async def reads(event: dict[str, Any]) -> None:
-        received.append(event)
+    async def reads(frame: str) -> None:
+        received.append(json.loads(frame))
 
     hub = ChannelHub(outbox_size=4)
     slow, fast = Listener(never, hub.outbox_size), Listener(reads, hub.outbox_size)
@@ -39,7 +40,7 @@ async def test_a_stuck_reader_is_dropped_and_the_others_get_everything() -> None
 
 
 async def test_a_failed_send_marks_the_listener_gone() -> None:
-    async def broken(event: dict[str, Any]) -> None:
+    async def broken(frame: str) -> None:
         raise ConnectionResetError
 
     listener = Listener(broken)
@@ -48,3 +49,30 @@ async def test_a_failed_send_marks_the_listener_gone() -> None:
     await asyncio.wait_for(listener.gone.wait(), 5)
     assert not listener.offer({"n": 2})
     await listener.stop()
+
+
+async def test_a_broadcast_is_encoded_once_for_all_its_listeners() -> None:
+    frames: list[list[str]] = [[], [], []]
+
+    def reader(n: int) -> Any:
+        async def read(frame: str) -> None:
+            frames[n].append(frame)
+
+        return read
+
+    hub = ChannelHub()
+    listeners = [Listener(reader(n)) for n in range(3)]
+    for listener in listeners:
+        listener.start()
+        hub.join("c", listener)
+    assert hub.publish("c", {"type": "reply", "text": "blub ü"}) == 3
+    assert listeners[0].offer({"type": "outcome", "n": 1})
+    for listener in listeners:
+        await listener.flush(5)
+    # The very same text object went to every listener; the per-client event to one.
+    assert frames[1][0] is frames[0][0] and frames[2][0] is frames[0][0]
+    assert json.loads(frames[0][0]) == {"type": "reply", "text": "blub ü"}
+    assert [json.loads(f)["type"] for f in frames[0]] == ["reply", "outcome"]
+    assert [len(f) for f in frames] == [2, 1, 1]
+    for listener in listeners:
+        await listener.stop()

@@ -2,13 +2,15 @@
 
 Each connection has a bounded outbox drained by its own sender task, so one slow reader
 never holds up the others or the chat: when its outbox is full it is disconnected (close code
-1013, try again later) instead of buffering without end.
+1013, try again later) instead of buffering without end.  Events travel as encoded JSON text:
+a broadcast is encoded once, not once per listener.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,18 +21,24 @@ OUTBOX_SIZE = 256
 CLOSE_TOO_SLOW = 1013
 
 
+def encode(event: dict[str, Any]) -> str:
+    """An event as the text of one frame."""
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+
+
 class Listener:
     """One WebSocket connection's outbox."""
 
     def __init__(
         self,
-        send: Callable[[dict[str, Any]], Awaitable[None]],
+        send: Callable[[str], Awaitable[None]],
         outbox_size: int = OUTBOX_SIZE,
     ) -> None:
+        """``send`` writes one text frame (a WebSocket's ``send_text``)."""
         self._send = send
         self._size = outbox_size
         self.too_slow = False
-        self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(outbox_size)
+        self._outbox: asyncio.Queue[str | None] = asyncio.Queue(outbox_size)
         self._task: asyncio.Task[None] | None = None
         self.closed = False
         self.gone = asyncio.Event()
@@ -41,10 +49,14 @@ class Listener:
 
     def offer(self, event: dict[str, Any]) -> bool:
         """Queue ``event``; False (and the connection is closed) when the reader is too slow."""
+        return self.offer_text(encode(event))
+
+    def offer_text(self, frame: str) -> bool:
+        """:meth:`offer` for an event already encoded."""
         if self.closed:
             return False
         try:
-            self._outbox.put_nowait(event)
+            self._outbox.put_nowait(frame)
         except asyncio.QueueFull:
             self.closed = True
             self.too_slow = True
@@ -99,7 +111,11 @@ class ChannelHub:
 
     def publish(self, channel_id: str, event: dict[str, Any]) -> int:
         """Offer ``event`` to every listener of the channel; returns how many took it."""
-        return sum(listener.offer(event) for listener in list(self._channels.get(channel_id, ())))
+        members = self._channels.get(channel_id)
+        if not members:
+            return 0
+        frame = encode(event)
+        return sum(listener.offer_text(frame) for listener in list(members))
 
     def listeners(self, channel_id: str) -> int:
         return len(self._channels.get(channel_id, ()))

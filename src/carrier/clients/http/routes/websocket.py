@@ -66,7 +66,7 @@ async def channel_socket(websocket: WebSocket, agent_id: str, channel_id: str) -
     except WebSocketDisconnect:
         return
 
-    listener = Listener(websocket.send_json, ctx.hub.outbox_size)
+    listener = Listener(websocket.send_text, ctx.hub.outbox_size)
     listener.start()
     ctx.hub.join(channel_id, listener)
     ctx.metrics.websockets.inc()
