@@ -321,7 +321,19 @@ class LLMGenerator:
 
 
 def _normalise(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().casefold()
+    """Case and runs of whitespace aside."""
+    return " ".join(text.split()).casefold()
+
+
+_ECHO_LINE = 30
+"""Shorter lines and sentences are too common to prove an echo."""
+
+_RULE_SENTENCES = tuple(
+    sentence
+    for rule in RULE_LINES
+    for sentence in (_normalise(part) for part in re.split(r"(?<=[.:;])\s+", rule))
+    if len(sentence) >= _ECHO_LINE
+)
 
 
 def echoes_system(output: str, system: str) -> bool:
@@ -330,14 +342,15 @@ def echoes_system(output: str, system: str) -> bool:
     said = _normalise(output)
     if not said:
         return False
-    for rule in RULE_LINES:
-        for sentence in re.split(r"(?<=[.:;])\s+", rule):
-            sentence = _normalise(sentence)
-            if len(sentence) >= 30 and sentence in said:
-                return True
+    if any(sentence in said for sentence in _RULE_SENTENCES):
+        return True
     if sum(1 for heading in _HEADINGS if heading in said) >= 2:
         return True
-    long_lines = {_normalise(line) for line in system.splitlines() if len(line.strip()) >= 30}
+    if len(said) < _ECHO_LINE:
+        return False  # too short to hold a long line
+    long_lines = {
+        _normalise(line) for line in system.splitlines() if len(line.strip()) >= _ECHO_LINE
+    }
     return sum(1 for line in long_lines if line in said) >= 3
 
 

@@ -53,7 +53,7 @@ from collections.abc import Collection, Sequence
 from typing import Any, Self
 
 import numpy as np
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import bindparam, delete, func, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
@@ -94,6 +94,11 @@ OVERSAMPLE = 50
 THREAD_ABOVE = 250_000
 LOAD_BATCH = 1000  # rows per chunk when loading: 5,000 left ~4x the RSS behind
 
+
+_VERSIONS = select(fact_vector_versions.c.version, fact_vector_versions.c.reset_version).where(
+    fact_vector_versions.c.agent_id == bindparam("agent_id"),
+    fact_vector_versions.c.model == bindparam("model"),
+)
 
 class SQLiteVectorIndex(VectorIndex):
     """Vectors in SQLite's ``fact_vectors``; sign-bit candidates in memory, exact re-rank.
@@ -393,14 +398,7 @@ class SQLiteVectorIndex(VectorIndex):
         self, conn: AsyncConnection, cache: ModelCache, agent_id: str, model: str
     ) -> None:
         """Bring the cached copy up to the table's version (caller holds ``cache.lock``)."""
-        row = (
-            await conn.execute(
-                select(fact_vector_versions.c.version, fact_vector_versions.c.reset_version).where(
-                    fact_vector_versions.c.agent_id == agent_id,
-                    fact_vector_versions.c.model == model,
-                )
-            )
-        ).first()
+        row = (await conn.execute(_VERSIONS, {"agent_id": agent_id, "model": model})).first()
         version, reset_version = (int(row[0]), int(row[1])) if row is not None else (0, 0)
         if version == cache.version and reset_version == cache.reset_version:
             return
