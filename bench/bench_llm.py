@@ -43,6 +43,7 @@ from pathlib import Path
 
 from percentiles import pct
 
+from carrier import heap
 from carrier.bootstrap import build_engine_for, open_memory
 from carrier.engine.messages import IncomingMessage
 from carrier.engine.pipeline import Engine
@@ -62,6 +63,7 @@ OWN_TIME_P95_MS = 20.0
 WALL_RATIO = 2.0
 CPU_RATIO = 1.25
 _TAG = re.compile(r"\[turn (\S+)\]")
+MEMORY_PHASE = "llm+memory"
 TOPICS = ["the tide", "the reef", "sharks", "dinner", "the moon", "coral", "boats", "worms"]
 
 
@@ -208,9 +210,11 @@ async def seed_memory(memory: Memory) -> None:
     ]
     await memory.add_messages(lines)
     await memory.index_archive()
+    # Facts for every user who talks in the phase (see ``sequential``), so that every turn
+    # ranks facts against its query's vector.
     for i in range(10):
         for fact in ("likes the reef at night", "has a boat called Wave", "hates sharks"):
-            await memory.add_fact(f"user-mem-{i}", fact, guild_id="g1")
+            await memory.add_fact(f"user-{MEMORY_PHASE}-{i}", fact, guild_id="g1")
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -240,7 +244,8 @@ async def main(args: argparse.Namespace) -> int:
                     memory=memory if with_memory else None,
                 )
                 assert engine.parts.responder.default_mode == mode
-                name = f"{mode}+memory" if with_memory else mode
+                heap.settle()  # as every client does once started (the first time only)
+                name = MEMORY_PHASE if with_memory else mode
                 phases.append(await sequential(engine, name, args.sequential))
                 await engine.aclose()
         finally:

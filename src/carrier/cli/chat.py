@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from carrier import heap
 from carrier.bootstrap import build_engine_for, prepare_store
 from carrier.cli.common import ConfigOption, UserFacingError, console, run, settings_from
 from carrier.logs import configure_logging
@@ -28,6 +29,7 @@ def chat(config: ConfigOption = None) -> None:
         store = await prepare_store(settings)
         try:
             engine = build_engine_for(settings, store, TERMINAL_BOT_ID)
+            heap.settle()
             await TerminalChat(engine, console).run()
         finally:
             await store.close()

@@ -19,6 +19,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from carrier import heap
 from carrier.engine.pipeline import Engine
 from carrier.engine.schedule import Scheduler
 from carrier.generation.responder import Generator
@@ -140,6 +141,7 @@ class _CarrierBotMixin:
             await bot.add_cog(cog_class(bot, self.carrier))
         if options.sync_commands:
             await sync_commands(bot.tree, discord_settings.command_guild_ids)
+        heap.settle()
 
     async def _release(self) -> None:
         carrier = getattr(self, "carrier", None)
