@@ -62,6 +62,9 @@ delay=0)``                         each (a non-streaming request gets it whole a
                                    Anthropic's "overloaded")
 ``malformed_json()``               HTTP 200 whose JSON body is cut off (streaming: an SSE
                                    event whose JSON is cut off)
+``wrong_shape()``                  HTTP 200 with valid JSON of the wrong shape: the answer's
+                                   text is a number and a token count a string (for requests
+                                   that do not stream)
 ``cut_stream_midway(text)``        half the answer, then the connection is dropped (a
                                    streaming request gets half its SSE events)
 ``quota_exhausted()``              OpenAI: 429 ``insufficient_quota``; Anthropic: 402
@@ -103,6 +106,7 @@ BehaviourKind = Literal[
     "rate_limit",
     "error",
     "malformed_json",
+    "wrong_shape",
     "cut_stream_midway",
     "quota_exhausted",
 ]
@@ -143,6 +147,10 @@ def error(status: int = 500) -> Behaviour:
 
 def malformed_json() -> Behaviour:
     return Behaviour("malformed_json")
+
+
+def wrong_shape() -> Behaviour:
+    return Behaviour("wrong_shape")
 
 
 def cut_stream_midway(text: str = "This answer will never be finished, because") -> Behaviour:
@@ -415,6 +423,26 @@ class ScriptedLLMServer(LoopbackServer):
                 text='{"id": "broken", "choices": [{"index": 0, "message": {"role": "assi',
                 content_type="application/json",
             )
+        if kind == "wrong_shape":
+            if api == "anthropic":
+                body: dict[str, Any] = {
+                    "id": "msg_wrong",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": recorded.model,
+                    "content": [{"type": "text", "text": 42}],
+                    "stop_reason": "end_turn",
+                    "usage": {"input_tokens": "many", "output_tokens": 1},
+                }
+            else:
+                body = {
+                    "id": "chatcmpl-wrong",
+                    "object": "chat.completion",
+                    "model": recorded.model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": 42}}],
+                    "usage": {"prompt_tokens": "many", "completion_tokens": 1},
+                }
+            return web.json_response(body)
         if kind == "cut_stream_midway":
             return await self._cut(request, recorded, behaviour)
         raise AssertionError(f"unknown behaviour {kind}")

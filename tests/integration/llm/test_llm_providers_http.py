@@ -171,6 +171,15 @@ async def test_malformed_json(
         )
 
 
+@pytest.mark.parametrize("kind", KINDS)
+async def test_valid_json_of_the_wrong_shape_is_malformed(
+    server: ScriptedLLMServer, make_provider: ProviderFactory, kind: str
+) -> None:
+    server.script(fake.wrong_shape())
+    with pytest.raises(MalformedResponse):
+        await make_provider(kind, server).complete(PROMPT, max_tokens=50, temperature=0.5)
+
+
 @pytest.mark.parametrize(("kind", "stream"), BOTH, ids=IDS)
 async def test_a_connection_cut_midway_is_unavailable_never_half_a_reply(
     server: ScriptedLLMServer, make_provider: ProviderFactory, kind: str, stream: bool

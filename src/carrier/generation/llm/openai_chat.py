@@ -68,24 +68,32 @@ class OpenAIChat(SdkChat[openai.AsyncOpenAI]):
         }
 
     async def _whole(self, prompt: Prompt, arguments: dict[str, Any]) -> Completion:
-        response: Any = await self._client.post(
-            _COMPLETIONS, body=arguments, cast_to=ChatCompletion
-        )
-        choices = getattr(response, "choices", None)
-        if not choices:
+        # cast_to=object: the SDK hands back the decoded JSON as it is (a dict; the text for
+        # a body that is not JSON), instead of building its models of the whole answer for
+        # the three fields read here (~0.3 ms of CPU per call).
+        response: Any = await self._client.post(_COMPLETIONS, body=arguments, cast_to=object)
+        if not isinstance(response, dict):
+            raise MalformedResponse(
+                f"{self.name}: the answer is not a JSON object", provider=self.name
+            )
+        choices = response.get("choices")
+        if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
             raise MalformedResponse(f"{self.name}: the answer has no choices", provider=self.name)
-        message = getattr(choices[0], "message", None)
-        text = getattr(message, "content", None)
+        message = choices[0].get("message")
+        text = message.get("content") if isinstance(message, dict) else None
         if not isinstance(text, str):
             raise MalformedResponse(f"{self.name}: the answer has no text", provider=self.name)
-        usage = getattr(response, "usage", None)
+        usage = response.get("usage")
+        usage = usage if isinstance(usage, dict) else {}
+        model = response.get("model")
+        finish_reason = choices[0].get("finish_reason")
         return self._completion(
             prompt,
             text,
-            model=getattr(response, "model", None),
-            finish_reason=choices[0].finish_reason,
-            input_tokens=getattr(usage, "prompt_tokens", None),
-            output_tokens=getattr(usage, "completion_tokens", None),
+            model=model if isinstance(model, str) else None,
+            finish_reason=finish_reason if isinstance(finish_reason, str) else None,
+            input_tokens=_count(usage.get("prompt_tokens")),
+            output_tokens=_count(usage.get("completion_tokens")),
         )
 
     async def _open_stream(self, arguments: dict[str, Any]) -> Any:
@@ -120,3 +128,8 @@ class OpenAIChat(SdkChat[openai.AsyncOpenAI]):
         if exc.status_code == 429:
             return rate_limited(exc, name, exc.message)
         return http_status_error(exc.status_code, name, exc.message)
+
+
+def _count(value: object) -> int | None:
+    """A token count as reported (None when missing or not a count)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None

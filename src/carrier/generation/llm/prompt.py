@@ -109,8 +109,27 @@ def _example_speaker(persona: Persona, speaker: str) -> str:
 # --- sections of the system part --------------------------------------------------------
 
 
+_SECTIONS: dict[tuple[int, str, bool], tuple[Persona, str]] = {}
+_MAX_SECTIONS = 16
+
+
 def persona_section(persona: Persona, *, scope: str = "chat", examples: bool = True) -> str:
-    """Who the bot is: name, traits, bio, lore, facts & quirks, topics, style, examples."""
+    """Who the bot is: name, traits, bio, lore, facts & quirks, topics, style, examples.
+
+    Written once per persona object: the engine hands the same (immutable) object to every
+    turn until the persona is edited."""
+    key = (id(persona), scope, examples)
+    held = _SECTIONS.get(key)
+    if held is not None and held[0] is persona:
+        return held[1]
+    text = _write_persona_section(persona, scope, examples)
+    if len(_SECTIONS) >= _MAX_SECTIONS:
+        _SECTIONS.clear()
+    _SECTIONS[key] = (persona, text)
+    return text
+
+
+def _write_persona_section(persona: Persona, scope: str, examples: bool) -> str:
     called = ""
     if persona.nicknames:
         called = ", also called " + ", ".join(

@@ -335,3 +335,11 @@ def test_build_prompt_picks_the_builder_by_purpose() -> None:
     assert "status line" in build_prompt(request(purpose="status"), BIG).system
     assert "speaking up on your own" in build_prompt(request(purpose="proactive"), BIG).system
     assert "answering the last message" in build_prompt(request(), BIG).system
+
+
+def test_the_persona_section_is_written_once_per_persona_and_follows_an_edit() -> None:
+    first = persona_section(PERSONA)
+    assert persona_section(PERSONA) is first  # the same object: not written again
+    edited = replace(PERSONA, lore=(*PERSONA.lore, "Once swallowed a whole moon jelly."))
+    assert "moon jelly" in persona_section(edited) and "moon jelly" not in first
+    assert persona_section(PERSONA, scope="post", examples=False) != first
