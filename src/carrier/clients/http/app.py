@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from carrier import __version__
 from carrier.clients.http.context import ApiContext
 from carrier.clients.http.errors import install_error_handlers
-from carrier.clients.http.hub import OUTBOX_SIZE, ChannelHub
+from carrier.clients.http.hub import OUTBOX_SIZE, ChannelHub, Relay
 from carrier.clients.http.keys import KeyChecker
 from carrier.clients.http.middleware import BodyLimit, RequestMetrics
 from carrier.clients.http.routes import admin, chat, health, websocket
@@ -38,11 +38,14 @@ def create_app(
     metrics: Metrics | None = None,
     ws_outbox_size: int = OUTBOX_SIZE,
     ws_auth_timeout_seconds: float = 10.0,
+    relay: Relay | None = None,
 ) -> FastAPI:
     """The app for ``engine``'s agent.  ``metrics`` defaults to the engine's registry, so
     /metrics shows the engine's figures and the API's side by side; ``ws_outbox_size`` is how
     many events a WebSocket reader may fall behind before it is dropped;
-    ``ws_auth_timeout_seconds`` how long a WebSocket may take to send its auth frame."""
+    ``ws_auth_timeout_seconds`` how long a WebSocket may take to send its auth frame;
+    ``relay`` carries WebSocket broadcasts to and from other processes serving the agent
+    (:class:`~carrier.clients.http.relay.RedisRelay`, started by the caller)."""
     metrics = metrics or engine.parts.metrics
     app = FastAPI(
         title="Carrier",
@@ -62,7 +65,7 @@ def create_app(
         metrics=metrics,
         ws_auth_timeout_seconds=ws_auth_timeout_seconds,
     )
-    ctx.hub = ChannelHub(ws_outbox_size)
+    ctx.hub = ChannelHub(ws_outbox_size, relay)
     ctx.keys = KeyChecker(store.api_keys, engine.agent_id, settings.api.key_cache_seconds)
     app.state.carrier = ctx
     install_error_handlers(app)

@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger("carrier.http.ws")
 
@@ -94,10 +94,27 @@ class Listener:
             self.gone.set()
 
 
+class Relay(Protocol):
+    """Carries broadcasts to the hubs of other processes (see
+    :mod:`carrier.clients.http.relay`)."""
+
+    def attach(self, deliver: Callable[[str, str], object]) -> None:
+        """Hand what the other processes broadcast to ``deliver(channel_id, frame)``."""
+
+    def publish(self, channel_id: str, frame: str) -> None:
+        """Send this process's broadcast on; never blocks."""
+
+
 class ChannelHub:
-    def __init__(self, outbox_size: int = OUTBOX_SIZE) -> None:
+    """The listeners of each channel in this process; with a ``relay``, broadcasts also reach
+    (and come from) the listeners of other processes serving the same agent."""
+
+    def __init__(self, outbox_size: int = OUTBOX_SIZE, relay: Relay | None = None) -> None:
         self.outbox_size = outbox_size
         self._channels: dict[str, set[Listener]] = {}
+        self._relay = relay
+        if relay is not None:
+            relay.attach(self.deliver)
 
     def join(self, channel_id: str, listener: Listener) -> None:
         self._channels.setdefault(channel_id, set()).add(listener)
@@ -110,11 +127,21 @@ class ChannelHub:
                 del self._channels[channel_id]
 
     def publish(self, channel_id: str, event: dict[str, Any]) -> int:
-        """Offer ``event`` to every listener of the channel; returns how many took it."""
+        """Offer ``event`` to every listener of the channel (here, and through the relay
+        elsewhere); returns how many here took it."""
+        members = self._channels.get(channel_id)
+        if not members and self._relay is None:
+            return 0
+        frame = encode(event)
+        if self._relay is not None:
+            self._relay.publish(channel_id, frame)
+        return self.deliver(channel_id, frame)
+
+    def deliver(self, channel_id: str, frame: str) -> int:
+        """Offer an encoded event to this process's listeners of the channel."""
         members = self._channels.get(channel_id)
         if not members:
             return 0
-        frame = encode(event)
         return sum(listener.offer_text(frame) for listener in list(members))
 
     def listeners(self, channel_id: str) -> int:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from fastapi import FastAPI
 
 from carrier.bootstrap import build_engine_for, open_memory, prepare_store
 from carrier.clients.http.app import create_app
+from carrier.clients.http.relay import RedisRelay
 from carrier.engine.pipeline import Engine
 from carrier.generation.responder import Generator
 from carrier.memory.api import Memory
@@ -118,6 +120,28 @@ async def open_api_parts(
         yield ApiParts(store, engine, memory)
 
 
+@contextlib.asynccontextmanager
+async def open_relay(settings: Settings) -> AsyncIterator[RedisRelay | None]:
+    """With ``redis_url``, the relay that carries WebSocket broadcasts between the processes
+    serving the agent (workers, or instances behind a load balancer); else None."""
+    if settings.redis_url is None:
+        yield None
+        return
+    async with RedisRelay(settings.redis_url.get_secret_value(), settings.agent.id) as relay:
+        yield relay
+
+
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening socket that other processes may bind too (SO_REUSEPORT): the kernel spreads
+    new connections over the workers of ``carrier serve --workers``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
 async def serve(
     settings: Settings,
     *,
@@ -129,21 +153,29 @@ async def serve(
     port: int | None = None,
     with_memory: bool = True,
     handle_signals: bool = True,
+    reuse_port: bool = False,
 ) -> None:
     """Serve the API until interrupted (SIGINT/SIGTERM stop it gracefully).
 
     Parts not handed in are built from ``settings`` (and closed on exit).  Beside another
     client in one process (``carrier run``), hand in its store, engine and memory, pass
-    ``handle_signals=False`` and cancel the task to stop it."""
-    async with open_api_parts(
-        settings, store=store, engine=engine, memory=memory, llm=llm, with_memory=with_memory
-    ) as parts:
-        app = create_app(settings, parts.store, parts.engine, parts.memory)
+    ``handle_signals=False`` and cancel the task to stop it.  ``reuse_port``: listen with
+    SO_REUSEPORT, beside the other workers of ``carrier serve --workers``."""
+    async with (
+        open_api_parts(
+            settings, store=store, engine=engine, memory=memory, llm=llm, with_memory=with_memory
+        ) as parts,
+        open_relay(settings) as relay,
+    ):
+        app = create_app(settings, parts.store, parts.engine, parts.memory, relay=relay)
         server = ApiServer(
             uvicorn_config(app, settings, host=host, port=port), handle_signals=handle_signals
         )
+        sockets = (
+            [reuse_port_socket(server.config.host, server.config.port)] if reuse_port else None
+        )
         log.info("serving the API on http://%s:%s", server.config.host, server.config.port)
-        serving = asyncio.create_task(server.serve())
+        serving = asyncio.create_task(server.serve(sockets=sockets))
         try:
             await asyncio.shield(serving)
         except asyncio.CancelledError:
