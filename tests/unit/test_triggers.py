@@ -4,9 +4,17 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from carrier.engine.messages import IncomingMessage
-from carrier.engine.triggers import TriggerInputs, looks_like_question, said_name, should_respond
+from carrier.engine.triggers import (
+    TriggerInputs,
+    looks_like_question,
+    needs_recent,
+    said_name,
+    should_respond,
+)
 from carrier.settings import EngineSettings
 from carrier.store.channels import ChannelPolicy
 from carrier.store.messages import LoggedMessage
@@ -148,3 +156,52 @@ def test_question_detection() -> None:
     assert looks_like_question("is it raining")
     assert looks_like_question("really?")
     assert not looks_like_question("this is fine")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.sampled_from(["hello", "Finnegan?", "what now?", "", "fish, you there"]),
+    author_is_bot=st.booleans(),
+    mentions_bot=st.booleans(),
+    reply_to_bot=st.booleans(),
+    is_direct=st.booleans(),
+    active=st.booleans(),
+    mode=st.sampled_from(["mention", "contextual", "chance"]),
+    history=st.lists(
+        st.tuples(
+            st.sampled_from(["alice", "bob", "other-bot"]),
+            st.floats(0, 600),
+            st.booleans(),
+        ),
+        max_size=6,
+    ),
+    seed=st.integers(0, 100),
+)
+def test_needs_recent_is_false_only_where_recent_cannot_change_the_decision(
+    text: str,
+    author_is_bot: bool,
+    mentions_bot: bool,
+    reply_to_bot: bool,
+    is_direct: bool,
+    active: bool,
+    mode: str,
+    history: list[tuple[str, float, bool]],
+    seed: int,
+) -> None:
+    message = msg(
+        text,
+        author_is_bot=author_is_bot,
+        mentions_bot=mentions_bot,
+        reply_to_bot=reply_to_bot,
+        is_direct=is_direct,
+    )
+    recent = [
+        logged(who, ago, is_self=mine, to="alice", bot=who == "other-bot")
+        for who, ago, mine in sorted(history, key=lambda h: h[1])
+    ]
+    policy = ChannelPolicy(active=active, reply_mode=mode)
+    engine_settings = EngineSettings(answer_bots=True, max_bot_exchanges=1)
+    if not needs_recent(message):
+        assert decide(message, recent, policy, engine_settings, seed) == decide(
+            message, [], policy, engine_settings, seed
+        )

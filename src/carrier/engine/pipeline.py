@@ -29,7 +29,7 @@ from carrier.engine.recorder import Recorded, Recorder
 from carrier.engine.relationships import Relationship, RelationshipService
 from carrier.engine.safety import clamp_length, clean_text, neutralize_mentions
 from carrier.engine.tone import apply_tone
-from carrier.engine.triggers import TriggerInputs, should_respond
+from carrier.engine.triggers import TriggerInputs, needs_recent, should_respond
 from carrier.generation.markov import MarkovGenerator
 from carrier.generation.modes import ModalResponder
 from carrier.generation.request import ReplyRequest
@@ -270,7 +270,9 @@ class Engine:
             self.persona(revision),
             self.parts.short_term.recent(
                 self.agent_id, msg.channel_id, since, _RECENT_FOR_TRIGGERS + 1
-            ),
+            )
+            if needs_recent(msg)
+            else _no_messages(),
             self.policy(msg.guild_id, msg.channel_id, revision),
         )
         inputs = TriggerInputs(
@@ -600,6 +602,10 @@ class Engine:
 
 async def _ready(value: Relationship) -> Relationship:
     return value
+
+
+async def _no_messages() -> list[LoggedMessage]:
+    return []
 
 
 async def _nothing() -> list[RankedFact]:

@@ -76,6 +76,13 @@ def _bot_loop(recent: Sequence[LoggedMessage], limit: int) -> bool:
     return False
 
 
+def needs_recent(msg: IncomingMessage) -> bool:
+    """Whether :func:`should_respond` may look at the channel's recent messages for ``msg``:
+    a human's mention, reply to the bot or direct message is decided without them (only the
+    bot-loop guard and contextual replies read them), so the engine skips reading them."""
+    return msg.author_is_bot or not (msg.mentions_bot or msg.reply_to_bot or msg.is_direct)
+
+
 def should_respond(inputs: TriggerInputs, settings: EngineSettings, rng: random.Random) -> Decision:
     msg = inputs.message
     if msg.author_id == inputs.bot_user_id:
