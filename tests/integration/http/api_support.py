@@ -20,6 +20,7 @@ from fastapi import FastAPI
 
 from carrier.bootstrap import build_engine_for, prepare_store
 from carrier.clients.http.app import create_app
+from carrier.clients.http.hub import Relay
 from carrier.clients.http.server import HTTP_BOT_ID, uvicorn_config
 from carrier.engine.pipeline import Engine, EngineObserver
 from carrier.generation.responder import Generator
@@ -78,6 +79,7 @@ async def running_api(
     ws_outbox_size: int = 256,
     ws_auth_timeout_seconds: float = 10.0,
     send_buffer_bytes: int | None = None,
+    relay: Relay | None = None,
 ) -> AsyncIterator[RunningApi]:
     """``send_buffer_bytes`` sets SO_SNDBUF on the listening socket (accepted connections
     inherit it), so a reader that stops reading holds up the server's writes after kilobytes
@@ -108,6 +110,7 @@ async def running_api(
         memory,
         ws_outbox_size=ws_outbox_size,
         ws_auth_timeout_seconds=ws_auth_timeout_seconds,
+        relay=relay,
     )
     sock = socket.socket()
     if send_buffer_bytes is not None:

@@ -27,7 +27,8 @@ log = logging.getLogger("carrier.http.relay")
 
 _QUEUE_SIZE = 10_000
 _BATCH = 200
-_RETRY_SECONDS = 1.0
+_FIRST_RETRY_SECONDS = 0.5
+_LAST_RETRY_SECONDS = 30.0
 
 
 class RedisRelay:
@@ -73,36 +74,54 @@ class RedisRelay:
                 log.warning("Redis is behind: %d broadcasts not relayed", self._dropped)
 
     async def _publish_loop(self) -> None:
+        pause = _FIRST_RETRY_SECONDS
         while True:
             batch = [await self._outbox.get()]
             while len(batch) < _BATCH and not self._outbox.empty():
                 batch.append(self._outbox.get_nowait())
             try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for payload in batch:
-                        pipe.publish(self.topic, payload)
-                    await pipe.execute()
-            except (RedisError, OSError) as exc:
-                log.warning("could not relay %d broadcasts through Redis: %s", len(batch), exc)
-                await asyncio.sleep(_RETRY_SECONDS)
+                await self._send(batch)
+            except (RedisError, OSError):
+                # A pooled connection may be stale (Redis restarted): once more, afresh.
+                try:
+                    await self._send(batch)
+                except (RedisError, OSError) as exc:
+                    if pause == _FIRST_RETRY_SECONDS:
+                        log.warning("cannot relay broadcasts through Redis (%s); dropping", exc)
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, _LAST_RETRY_SECONDS)
+                    continue
+            pause = _FIRST_RETRY_SECONDS
+
+    async def _send(self, batch: list[str]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for payload in batch:
+                pipe.publish(self.topic, payload)
+            await pipe.execute()
 
     async def _subscribe_loop(self) -> None:
+        pause = _FIRST_RETRY_SECONDS
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.topic)
+                if pause > _FIRST_RETRY_SECONDS:
+                    log.warning("WebSocket relay subscribed again")
                 self.subscribed.set()
+                pause = _FIRST_RETRY_SECONDS
                 while True:
                     message = await pubsub.get_message(timeout=None)
                     if message is not None:
                         self._received(message["data"])
             except (RedisError, OSError) as exc:
-                log.warning("WebSocket relay subscription lost (%s); retrying", exc)
+                if pause == _FIRST_RETRY_SECONDS:
+                    log.warning("WebSocket relay subscription lost (%s); retrying", exc)
             finally:
                 self.subscribed.clear()
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
-            await asyncio.sleep(_RETRY_SECONDS)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _LAST_RETRY_SECONDS)
 
     def _received(self, data: bytes | str) -> None:
         text = data.decode() if isinstance(data, bytes) else data
