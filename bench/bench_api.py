@@ -7,7 +7,9 @@ Prints PASS or FAIL for each target and exits with status 1 when any target is m
 
 Three processes: the scripted LLM server (``python -m carrier.testing.llm_server``), the API
 (``carrier serve``, exactly as an operator runs it, long-term memory off), and this one, the
-load generator.
+load generator.  ``--workers N`` serves with ``carrier serve --workers N`` and starts the
+redis-server that needs (rate limits and WebSocket broadcasts shared between the workers); the
+server CPU figures then add up the workers.
 
 Targets (issue 6):
 - the chat endpoint sustains at least 300 requests/s with p99 at most 100 ms at 100
