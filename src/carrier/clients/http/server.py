@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import uvicorn
 from fastapi import FastAPI
 
+from carrier import heap
 from carrier.bootstrap import build_engine_for, open_memory, prepare_store
 from carrier.clients.http.app import create_app
 from carrier.clients.http.relay import RedisRelay
@@ -175,6 +176,7 @@ async def serve(
             [reuse_port_socket(server.config.host, server.config.port)] if reuse_port else None
         )
         log.info("serving the API on http://%s:%s", server.config.host, server.config.port)
+        heap.settle()
         serving = asyncio.create_task(server.serve(sockets=sockets))
         try:
             await asyncio.shield(serving)
