@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from carrier.engine.coalesce import ReadCoalescer
-from carrier.store.apikeys import ApiKey, ApiKeyRepository, Verified, hash_key
+from carrier.store.apikeys import KEY_PREFIX, ApiKey, ApiKeyRepository, Verified, hash_key
+
+_MAX_KEY_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,8 @@ class KeyChecker:
     async def verify(self, presented: str) -> Verified:
         """The key's record and its problem (``None``: usable), as
         :meth:`ApiKeyRepository.verify` says it, at most ``ttl_seconds`` old."""
+        if not presented.startswith(KEY_PREFIX) or len(presented) > _MAX_KEY_CHARS:
+            return Verified(None, "unknown")  # not a key of ours: nothing to hash or look up
         digest = hash_key(presented)
         known = self._known.get(digest)
         now = self._clock()
