@@ -27,7 +27,7 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from carrier.store.messages import LoggedMessage
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 ACTIVE_TTL = 24 * 3600
 INACTIVE_TTL = 3600
 RETRY_AFTER_SECONDS = 5.0
+POOL_WAIT_SECONDS = 0.5
 
 
 def _encode(message: LoggedMessage) -> str:
@@ -78,9 +79,18 @@ class RedisMirror:
         self.misses = 0
 
     @classmethod
-    def from_url(cls, url: str, **kw: Any) -> RedisMirror:
-        client = Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-        return cls(client, **kw)
+    def from_url(cls, url: str, *, max_connections: int = 64, **kw: Any) -> RedisMirror:
+        """A mirror on its own pool of at most ``max_connections``: more readers at once
+        (a burst of messages, an API under load) wait for a free connection instead of
+        failing with "too many connections" and sending everyone to the database."""
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=POOL_WAIT_SECONDS,
+            socket_timeout=0.5,
+            socket_connect_timeout=0.5,
+        )
+        return cls(Redis(connection_pool=pool), **kw)
 
     # -- keys ----------------------------------------------------------------------------------
 
@@ -211,18 +221,18 @@ class RedisMirror:
             return None
         try:
             await self._recover(agent_id)
-            marker = await self._redis.get(self._marker_key(agent_id, channel_id))
+            high = f"({before.timestamp()}" if before is not None else "+inf"
+            # One round trip: the marker and the range together (the range is thrown away
+            # when the marker says the mirror does not hold the whole period).
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.get(self._marker_key(agent_id, channel_id))
+            pipe.zrevrangebyscore(
+                self._log_key(agent_id, channel_id), high, since.timestamp(), start=0, num=limit
+            )
+            marker, raw = await pipe.execute()
             if marker is None or float(marker) > since.timestamp():
                 self.misses += 1
                 return None
-            high = f"({before.timestamp()}" if before is not None else "+inf"
-            raw = await self._redis.zrevrangebyscore(
-                self._log_key(agent_id, channel_id),
-                high,
-                since.timestamp(),
-                start=0,
-                num=limit,
-            )
         except (RedisError, OSError) as exc:
             self._failed(exc, "reading")
             self.misses += 1
@@ -271,4 +281,4 @@ class RedisMirror:
         return {_text(k): _text(v) for k, v in raw.items()} if raw else None
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        await self._redis.aclose(close_connection_pool=True)

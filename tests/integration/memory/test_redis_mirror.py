@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import random
@@ -18,11 +19,12 @@ from carrier.engine.messages import IncomingMessage
 from carrier.engine.pipeline import Engine
 from carrier.memory.api import Memory
 from carrier.memory.consolidation import OfflineExtractor
-from carrier.memory.redis_mirror import ACTIVE_TTL, INACTIVE_TTL
+from carrier.memory.redis_mirror import ACTIVE_TTL, INACTIVE_TTL, RedisMirror
 from carrier.memory.vectors.registry import create_vector_index
 from carrier.persona.character import load_character
 from carrier.persona.service import import_character
 from carrier.settings import load_settings
+from carrier.store.messages import LoggedMessage
 from carrier.store.store import Store
 from carrier.testing.embeddings import HashingEmbedder
 
@@ -238,3 +240,34 @@ async def test_forget_me_while_redis_is_down_is_applied_when_it_returns(
     assert await window_texts(engine) == ["and I love tea"]
     assert await mirrored_authors(redis_server, "chan") == ["u-bob"]
     assert not await user_key_exists(redis_server, "carol")
+
+
+async def test_a_burst_of_readers_waits_for_connections_instead_of_failing(
+    redis_server: Any,
+) -> None:
+    """More readers at once than the pool holds (an API under load): every one is served
+    from Redis; none is turned away to the database with "too many connections"."""
+    redis_server.flushall()
+    mirror = RedisMirror.from_url(redis_server.url, max_connections=8)
+    now = datetime.now(UTC)
+    lines = [
+        LoggedMessage(
+            agent_id="fish",
+            channel_id="busy",
+            message_id=f"b{i}",
+            author_id="u-ana",
+            author_name="ana",
+            text=f"line {i}",
+            created_at=now - timedelta(seconds=100 - i),
+        )
+        for i in range(50)
+    ]
+    try:
+        await mirror.rebuild("fish", "busy", lines[::-1], now - timedelta(hours=24), True)
+        results = await asyncio.gather(
+            *(mirror.recent("fish", "busy", now - timedelta(hours=24), 20) for _ in range(300))
+        )
+        assert all(r is not None and len(r) == 20 for r in results)
+        assert (mirror.hits, mirror.misses) == (300, 0) and mirror.available
+    finally:
+        await mirror.aclose()
