@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
@@ -56,6 +57,30 @@ def _decode(raw: bytes | str) -> LoggedMessage:
     return LoggedMessage(**data)
 
 
+DECODED_KEPT = 20_000
+"""Mirrored lines kept decoded in the process: a channel's window is read for every reply,
+and its members are the same bytes each time (an edit or a deletion writes new bytes)."""
+
+
+class _DecodedLines:
+    """The messages of recently read mirror members, by their exact bytes (least recently
+    read dropped first).  Messages are immutable, so one object serves every reader."""
+
+    def __init__(self, capacity: int = DECODED_KEPT) -> None:
+        self._lines: OrderedDict[bytes | str, LoggedMessage] = OrderedDict()
+        self._capacity = capacity
+
+    def decode(self, raw: bytes | str) -> LoggedMessage:
+        message = self._lines.get(raw)
+        if message is None:
+            message = self._lines[raw] = _decode(raw)
+            if len(self._lines) > self._capacity:
+                self._lines.popitem(last=False)
+        else:
+            self._lines.move_to_end(raw)
+        return message
+
+
 class RedisMirror:
     def __init__(
         self,
@@ -77,6 +102,7 @@ class RedisMirror:
         self._pending_forget: set[str] = set()
         self.hits = 0
         self.misses = 0
+        self._decoded = _DecodedLines()
 
     @classmethod
     def from_url(cls, url: str, *, max_connections: int = 64, **kw: Any) -> RedisMirror:
@@ -238,7 +264,8 @@ class RedisMirror:
             self.misses += 1
             return None
         self.hits += 1
-        return [_decode(item) for item in raw if isinstance(item, bytes | str)]
+        decode = self._decoded.decode
+        return [decode(item) for item in raw if isinstance(item, bytes | str)]
 
     async def rebuild(
         self,

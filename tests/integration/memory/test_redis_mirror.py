@@ -269,5 +269,8 @@ async def test_a_burst_of_readers_waits_for_connections_instead_of_failing(
         )
         assert all(r is not None and len(r) == 20 for r in results)
         assert (mirror.hits, mirror.misses) == (300, 0) and mirror.available
+        # Each line is decoded once and shared: the same (immutable) objects every read.
+        assert all(a is b for a, b in zip(results[0], results[-1], strict=True))
+        assert [m.text for m in results[0]] == [f"line {i}" for i in range(49, 29, -1)]
     finally:
         await mirror.aclose()
