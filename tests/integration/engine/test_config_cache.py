@@ -6,7 +6,7 @@ the very next message still sees the edit."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -89,11 +89,13 @@ async def test_the_writes_of_every_message_leave_it_alone(store: Store) -> None:
 
 
 @pytest.fixture
-async def fish(store: Store, tmp_path: Path) -> Engine:
+async def fish(store: Store, tmp_path: Path) -> AsyncIterator[Engine]:
     await import_character(store, "fish", load_character(ROOT / "characters" / "fish.yaml"))
-    return build_engine_for(
+    engine = build_engine_for(
         load_settings(None), store, "bot", clock=lambda: NOW, rng=random.Random(3)
     )
+    yield engine
+    await engine.aclose()  # the replies are logged in the background: done before the store closes
 
 
 _count = iter(range(1, 10_000))
