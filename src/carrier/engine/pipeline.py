@@ -272,7 +272,7 @@ class Engine:
                 self.agent_id, msg.channel_id, since, _RECENT_FOR_TRIGGERS + 1
             )
             if needs_recent(msg)
-            else _no_messages(),
+            else _ready(list[LoggedMessage]()),
             self.policy(msg.guild_id, msg.channel_id, revision),
         )
         inputs = TriggerInputs(
@@ -326,13 +326,13 @@ class Engine:
             self.emotes(msg.guild_id, revision),
             memory.search_facts(msg.author_id, msg.text, guild_id=msg.guild_id)
             if memory is not None
-            else _nothing(),
+            else _ready(list[RankedFact]()),
             # Never raises: a reply does not wait on a broken archive search.
             memory.related_archive(
                 msg.text, guild_id=msg.guild_id, channel_id=msg.channel_id, user_id=msg.author_id
             )
             if memory is not None
-            else _no_archive(),
+            else _ready(list[ArchiveHit]()),
         )
         in_window = {m.message_id for m in transcript}
         memories = [h.as_note() for h in archived if h.message.message_id not in in_window]
@@ -600,20 +600,9 @@ class Engine:
         return outcome
 
 
-async def _ready(value: Relationship) -> Relationship:
+async def _ready(value: T) -> T:
+    """``value``, as an awaitable beside reads that do run."""
     return value
-
-
-async def _no_messages() -> list[LoggedMessage]:
-    return []
-
-
-async def _nothing() -> list[RankedFact]:
-    return []
-
-
-async def _no_archive() -> list[ArchiveHit]:
-    return []
 
 
 def _ms(since: float) -> float:

@@ -8,6 +8,7 @@ stops it, as ``async with server`` or ``await server.start()`` / ``await server.
 
 from __future__ import annotations
 
+import asyncio
 from types import TracebackType
 from typing import Self
 
@@ -64,3 +65,40 @@ class LoopbackServer:
         if self._bound_port is None:
             raise RuntimeError(f"{self._description} is not started")
         return f"http://{self._host}:{self._bound_port}"
+
+
+class SilentServer:
+    """A TCP listener on 127.0.0.1 that accepts connections and never answers: a stalled
+    endpoint, for timeouts.  ``async with SilentServer() as silent``; :attr:`url` is
+    ``http://127.0.0.1:PORT``, :attr:`connections` how many were accepted."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self._writers: list[asyncio.StreamWriter] = []
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the silent server is not started")
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def _accept(self, _reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writers.append(writer)  # held open, read from and written to never
+
+    async def __aenter__(self) -> Self:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        for writer in self._writers:
+            writer.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()

@@ -6,13 +6,12 @@ the very next message still sees the edit."""
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, event, insert, text, update
+from sqlalchemy import delete, insert, text, update
 
 from carrier.bootstrap import build_engine_for
 from carrier.engine.messages import IncomingMessage
@@ -31,6 +30,7 @@ from carrier.store.schema import (
     relationships,
 )
 from carrier.store.store import Store
+from carrier.testing.statements import statements_on
 
 ROOT = Path(__file__).resolve().parents[3]
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
@@ -112,22 +112,6 @@ def mention(text_: str, channel: str = "chan") -> IncomingMessage:
         created_at=NOW - timedelta(seconds=1),
         mentions_bot=True,
     )
-
-
-@contextmanager
-def statements_on(store: Store, table: str) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def listen(_conn, _cursor, statement, *_rest) -> None:  # type: ignore[no-untyped-def]
-        if f"FROM {table}" in statement:
-            seen.append(statement)
-
-    target = store.engine.async_engine.sync_engine
-    event.listen(target, "before_cursor_execute", listen)
-    try:
-        yield seen
-    finally:
-        event.remove(target, "before_cursor_execute", listen)
 
 
 async def test_unchanged_settings_are_not_read_again(fish: Engine, store: Store) -> None:

@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from api_support import RunningApi, assert_error, make_settings, running_api
-from sqlalchemy import event
 
 from carrier.clients.http.auth import authenticate
 from carrier.clients.http.errors import ApiError
+from carrier.testing.statements import statements_on
 
 CHAT = "/api/v1/agents/fish/channels/general/messages"
 PERSONA = "/api/v1/agents/fish/persona"
@@ -58,27 +57,13 @@ async def test_revoked_and_expired_keys_are_refused_at_once_without_a_key_cache(
         assert "expired" in assert_error(expired, 401)["message"]
 
 
-def _count_key_lookups(api: RunningApi) -> tuple[list[str], Callable[[], None]]:
-    """Statements that read the api_keys table from now on, and how to stop counting."""
-    lookups: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        if "FROM api_keys" in statement:
-            lookups.append(statement)
-
-    engine = api.store.engine.async_engine.sync_engine
-    event.listen(engine, "before_cursor_execute", count)
-    return lookups, lambda: event.remove(engine, "before_cursor_execute", count)
-
-
 async def test_a_checked_key_is_trusted_for_key_cache_seconds_then_read_again(
     tmp_path: Path,
 ) -> None:
     settings = make_settings(tmp_path, api={"key_cache_seconds": 1.5})
     async with running_api(settings) as api:
         created = await api.store.api_keys.create("fish", "cached", ["chat"])
-        lookups, stop = _count_key_lookups(api)
-        try:
+        with statements_on(api.store, "api_keys") as lookups:
             async with api.client(created.secret) as client:
                 began = time.monotonic()
                 for _ in range(20):
@@ -91,8 +76,6 @@ async def test_a_checked_key_is_trusted_for_key_cache_seconds_then_read_again(
                 revoked = await client.get("/api/v1/agents/fish")
             assert "revoked" in assert_error(revoked, 401)["message"]
             assert len(lookups) == 1
-        finally:
-            stop()
 
 
 async def test_a_cached_key_is_refused_the_moment_it_expires(tmp_path: Path) -> None:
@@ -247,8 +230,7 @@ async def test_a_burst_on_one_key_shares_its_checks_and_revocation_is_still_imme
     async with running_api(make_settings(tmp_path, api={"key_cache_seconds": 0})) as api:
         ctx = api.app.state.carrier
         created = await api.store.api_keys.create("fish", "burst", ["chat"])
-        lookups, stop = _count_key_lookups(api)
-        try:
+        with statements_on(api.store, "api_keys") as lookups:
             keys = await asyncio.gather(
                 *(authenticate(ctx, created.secret, "chat") for _ in range(40))
             )
@@ -258,5 +240,3 @@ async def test_a_burst_on_one_key_shares_its_checks_and_revocation_is_still_imme
             with pytest.raises(ApiError) as refused:
                 await authenticate(ctx, created.secret, "chat")
             assert refused.value.status == 401 and "revoked" in refused.value.message
-        finally:
-            stop()

@@ -39,6 +39,7 @@ from carrier.store.messages import LoggedMessage
 from carrier.store.migrate import upgrade
 from carrier.store.store import Store
 from carrier.testing.embeddings import HashingEmbedder
+from carrier.testing.loopback import SilentServer
 
 DAY = datetime(2026, 10, 1, 12, 0, tzinfo=UTC)
 SECRET = "s3cret-Passw0rd"
@@ -366,29 +367,20 @@ async def test_a_user_without_facts_never_waits_for_a_stalled_embeddings_endpoin
     none, and their replies must not wait on the model (or on an endpoint that hangs)."""
     memory = await stored_memory(store, vector_index)
     await memory.aclose()
-    accepted: list[asyncio.StreamWriter] = []
-
-    async def never_answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        accepted.append(writer)  # reads nothing, answers nothing
-
-    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    stalled = OpenAICompatibleEmbedder(
-        model="stalled",
-        dimensions=384,
-        base_url=f"http://127.0.0.1:{port}/v1",
-        max_retries=0,
-        timeout_seconds=30,
-    )
-    memory = Memory(store, stalled, vector_index, agent_id="fish", extractor=OfflineExtractor())
-    try:
-        assert await asyncio.wait_for(memory.search_facts("bo", "my dog", guild_id="g1"), 2) == []
-        with pytest.raises(TimeoutError):  # ana has facts: those do need the query's vector
-            await asyncio.wait_for(memory.search_facts("ana", "my dog", guild_id="g1"), 0.5)
-        assert accepted  # the endpoint was asked, and stalled
-    finally:
-        await memory.aclose()
-        for writer in accepted:
-            writer.close()
-        server.close()
-        await server.wait_closed()
+    async with SilentServer() as silent:
+        stalled = OpenAICompatibleEmbedder(
+            model="stalled",
+            dimensions=384,
+            base_url=f"{silent.url}/v1",
+            max_retries=0,
+            timeout_seconds=30,
+        )
+        memory = Memory(store, stalled, vector_index, agent_id="fish", extractor=OfflineExtractor())
+        try:
+            found = await asyncio.wait_for(memory.search_facts("bo", "my dog", guild_id="g1"), 2)
+            assert found == []
+            with pytest.raises(TimeoutError):  # ana has facts: those need the query's vector
+                await asyncio.wait_for(memory.search_facts("ana", "my dog", guild_id="g1"), 0.5)
+            assert silent.connections  # the endpoint was asked, and stalled
+        finally:
+            await memory.aclose()

@@ -18,6 +18,7 @@ from carrier.memory.embeddings import (
 from carrier.memory.embeddings.openai_compatible import MAX_INPUT_CHARS, OpenAICompatibleEmbedder
 from carrier.settings import ConfigError, EmbeddingSettings
 from carrier.testing.llm_server import ScriptedLLMServer
+from carrier.testing.loopback import SilentServer
 
 Make = Callable[..., OpenAICompatibleEmbedder]
 
@@ -144,25 +145,19 @@ async def test_a_wrong_url_or_model_is_named(server: ScriptedLLMServer, make: Ma
 
 
 async def test_a_server_that_never_answers_times_out() -> None:
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(65536)
-        await asyncio.sleep(30)
-
-    listener = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    embedder = OpenAICompatibleEmbedder(
-        model="scripted-embed",
-        dimensions=16,
-        base_url=f"http://127.0.0.1:{port}/v1",
-        timeout_seconds=0.3,
-        max_retries=0,
-    )
-    try:
-        with pytest.raises(EmbeddingUnavailable, match=r"no answer within 0\.3 s"):
-            await asyncio.wait_for(embedder.embed(["hello"]), 10)
-    finally:
-        await embedder.aclose()
-        listener.close()
+    async with SilentServer() as silent:
+        embedder = OpenAICompatibleEmbedder(
+            model="scripted-embed",
+            dimensions=16,
+            base_url=f"{silent.url}/v1",
+            timeout_seconds=0.3,
+            max_retries=0,
+        )
+        try:
+            with pytest.raises(EmbeddingUnavailable, match=r"no answer within 0\.3 s"):
+                await asyncio.wait_for(embedder.embed(["hello"]), 10)
+        finally:
+            await embedder.aclose()
 
 
 async def test_create_embedder_reads_the_key_from_the_named_variable(
