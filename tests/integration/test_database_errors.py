@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 import typer
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner
 
 from carrier.cli import db
-from carrier.store.database import DatabaseError, create_engine, explain
+from carrier.store.database import Database, DatabaseError, create_engine, explain
 from carrier.store.migrate import current_revision, downgrade, head_revision, upgrade
 from carrier.store.store import Store
 
@@ -337,3 +338,92 @@ async def test_an_unreachable_postgresql_is_explained_without_the_password(
     assert message.startswith("cannot connect to postgresql+asyncpg://carrier:***@/carrier")
     assert "hunter2" not in message
     assert "DATABASE_URL" in message
+
+
+# --- several processes writing one file (carrier serve --workers) --------------------------
+
+
+def notes_database(path: Path) -> str:
+    with sqlite3.connect(path) as setup:
+        setup.execute("PRAGMA journal_mode=WAL")
+        setup.execute("CREATE TABLE notes (v TEXT NOT NULL)")
+    return url_of(path)
+
+
+async def write_note(engine: Database, note: str, *, small: bool) -> None:
+    async with engine.begin(small=small) as conn:
+        await conn.execute(text("INSERT INTO notes (v) VALUES (:v)"), {"v": note})
+
+
+@pytest.mark.parametrize("small", [True, False], ids=["inline", "worker-thread"])
+async def test_a_freed_write_lock_is_taken_at_once_and_the_loop_runs_meanwhile(
+    tmp_path: Path, small: bool
+) -> None:
+    # SQLite's own busy handler sleeps 1, 2, 5, ... 25, 50, 50, 100, 100 ms between tries:
+    # a lock freed at 335 ms would be taken at 428 ms.  Tries at most 1 ms apart take it
+    # within a few.  A small transaction waits without blocking the event loop.
+    path = tmp_path / "notes.db"
+    engine = Database(create_engine(notes_database(path), busy_timeout_ms=5000))
+    holder = hold_exclusive_lock(path)
+    loop = asyncio.get_running_loop()
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    released_at: list[float] = []
+
+    def release() -> None:
+        holder.commit()
+        holder.close()
+        released_at.append(loop.time())
+
+    try:
+        loop.call_later(0.335, release)
+        await write_note(engine, "after the lock", small=small)
+        late = loop.time() - released_at[0]
+        assert late < 0.06, f"the write lock was taken {late * 1000:.0f} ms after it was freed"
+        assert ticks >= 20, "the event loop stood still while the write waited"
+        async with engine.connect() as conn:
+            notes = (await conn.execute(text("SELECT v FROM notes"))).scalars().all()
+        assert notes == ["after the lock"]
+    finally:
+        ticker.cancel()
+        if not released_at:
+            holder.close()
+        await engine.dispose()
+
+
+async def test_a_small_write_under_a_long_lock_fails_clearly_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "notes.db"
+    url = notes_database(path)
+    engine = Database(create_engine(url, busy_timeout_ms=150))
+    await write_note(engine, "before the lock", small=True)
+    holder = hold_exclusive_lock(path)
+    try:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(OperationalError) as caught:
+            await write_note(engine, "during the lock", small=True)
+        waited = asyncio.get_running_loop().time() - started
+    finally:
+        holder.rollback()
+        holder.close()
+    try:
+        assert 0.1 <= waited < 2.0, "the write should wait out the busy timeout, then fail"
+        assert "is locked by another process" in str(explain(caught.value, url))
+        # The same engine writes once the lock is gone; the busy timeout is still in force
+        # for other statements (the tries switched SQLite's busy handler off only for BEGIN).
+        await write_note(engine, "after the lock", small=True)
+        async with engine.connect() as conn:
+            notes = (await conn.execute(text("SELECT v FROM notes"))).scalars().all()
+            busy = (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar_one()
+        assert notes == ["before the lock", "after the lock"]
+        assert busy == 150
+    finally:
+        await engine.dispose()

@@ -47,8 +47,9 @@ class Database:
         """A write transaction, committed on success and rolled back on error.
 
         ``small``: every statement inside is short and bounded (the recorder's batches), so
-        on SQLite they run on the event loop's thread once the write lock is held, instead
-        of a trip each to the driver's thread (see :mod:`carrier.store.sqlite_driver`).
+        on SQLite the whole transaction runs on the event loop's thread, BEGIN and COMMIT
+        included, instead of a trip each to the driver's thread; BEGIN never blocks the loop
+        while another process writes (see :mod:`carrier.store.sqlite_driver`).
         """
         if not self._serialise:
             async with self.async_engine.begin() as conn:

@@ -12,11 +12,25 @@ streaming reads (``yield_per``) still stream.
 
 Everything runs on the connection's one worker thread, as with aiosqlite, so the ``sqlite3``
 objects are never used from two threads.
+
+Writing with several processes on one file (``carrier serve --workers``):
+
+* ``BEGIN IMMEDIATE`` waits for another process's writer by trying again every millisecond
+  at most, instead of through SQLite's busy handler, whose sleeps grow from 1 ms to 100 ms (a
+  lock freed after 2 ms was often taken 20-100 ms later, and every write queued behind it in
+  the process waited as long).  The busy timeout still bounds the wait.
+* A small transaction (``inline_writes``, see ``Database.begin``) runs whole on the event
+  loop's thread: BEGIN (tried without blocking; between tries the loop runs on), its
+  statements and COMMIT.  The write lock is then held for the SQL alone, not also for a
+  wake-up of the worker thread and of the event loop, which under load took milliseconds
+  each while the other processes waited.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -26,6 +40,11 @@ from aiosqlite.context import Result
 
 PREFETCH = 512
 """Rows read in the trip that runs a statement; most reads fit, longer ones stream on."""
+
+FIRST_POLL = 0.000_25
+MAX_POLL = 0.001
+"""Seconds between two tries of a ``BEGIN IMMEDIATE`` that found the file locked: the first
+wait, doubled on each try up to the last."""
 
 T = TypeVar("T")
 _Description = tuple[tuple[Any, ...], ...] | None
@@ -53,7 +72,14 @@ class OneTripCursor:
 
     async def _start(self, sql: str, params: Any, *, many: bool) -> OneTripCursor:
         await self._close_open_cursor()
-        self._take(await self._conn.run(_run, sql, params, many))
+        conn = self._conn
+        if not many and _is_begin_write(sql):
+            if conn.inline_writes:
+                self._take(await conn.begin_here(sql, params))
+            else:
+                self._take(await conn.call(_begin, conn._conn, sql, params, conn.busy_seconds))
+        else:
+            self._take(await conn.run(_run, sql, params, many))
         return self
 
     async def fetchone(self) -> Any:
@@ -115,22 +141,53 @@ class OneTripConnection(aiosqlite.Connection):
     Writes and everything inside a transaction (which may wait for the write lock, or
     checkpoint on COMMIT) stay on the worker thread, unless ``inline_writes`` is set for a
     transaction whose statements are known to be small (see ``Database.begin``): once
-    ``BEGIN IMMEDIATE`` holds the write lock (a trip: it may wait for another process), no
-    statement inside waits for anything, so they run inline too; COMMIT is still a trip.
+    ``BEGIN IMMEDIATE`` holds the write lock, no statement inside waits for anything, so
+    BEGIN (tried without blocking, see :meth:`begin_here`), the statements and COMMIT run
+    inline too.
     """
 
     def __init__(
-        self, connector: Callable[[], sqlite3.Connection], *, inline_reads: bool = False
+        self,
+        connector: Callable[[], sqlite3.Connection],
+        *,
+        inline_reads: bool = False,
+        busy_seconds: float = 5.0,
     ) -> None:
         super().__init__(connector, 64)
         self.inline_reads = inline_reads
         self.inline_writes = False
+        self.busy_seconds = busy_seconds
+        """How long a ``BEGIN IMMEDIATE`` waits for another writer (the busy timeout)."""
 
     def runs_inline(self, db: sqlite3.Connection, sql: str) -> bool:
         """Whether ``sql`` runs on the calling thread instead of the worker's."""
         if db.in_transaction:
             return self.inline_writes
         return self.inline_reads and _is_select(sql)
+
+    async def begin_here(self, sql: str, params: Any) -> _Outcome:
+        """``BEGIN IMMEDIATE`` on the calling thread without ever blocking it: tried at once,
+        and while another connection holds the write lock, tried again after an
+        ``asyncio.sleep`` of :data:`FIRST_POLL`..:data:`MAX_POLL` s, for up to the busy
+        timeout; then SQLite's own "database is locked" error is raised."""
+        db = self._conn
+        deadline = time.monotonic() + self.busy_seconds
+        delay = FIRST_POLL
+        while (busy := _try_begin(db, sql, params, self.busy_seconds)) is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise busy
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, MAX_POLL)
+        return _BEGUN
+
+    async def commit(self) -> None:
+        """COMMIT: inline in a small transaction (``inline_writes``), else one trip."""
+        db = self._conn
+        if self.inline_writes and db is not None and db.in_transaction:
+            db.commit()
+            return
+        await super().commit()
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the worker thread (one trip)."""
@@ -166,11 +223,59 @@ def connect(database: str, *, inline_reads: bool = False, **kwargs: Any) -> OneT
         connection: sqlite3.Connection = sqlite3.connect(database, **kwargs)
         return connection
 
-    return OneTripConnection(connector, inline_reads=inline_reads)
+    busy_seconds = float(kwargs.get("timeout", 5.0))
+    return OneTripConnection(connector, inline_reads=inline_reads, busy_seconds=busy_seconds)
 
 
 def _is_select(sql: str) -> bool:
     return sql.lstrip()[:6].upper() == "SELECT"
+
+
+def _is_begin_write(sql: str) -> bool:
+    words = sql.split(None, 2)
+    return (
+        len(words) >= 2
+        and words[0].upper() == "BEGIN"
+        and words[1].upper() in ("IMMEDIATE", "EXCLUSIVE")
+    )
+
+
+_BEGUN: _Outcome = (None, None, [], -1, None)
+
+
+def _try_begin(
+    db: sqlite3.Connection, sql: str, params: Any, busy_seconds: float
+) -> sqlite3.OperationalError | None:
+    """One try of ``BEGIN IMMEDIATE`` (or ``EXCLUSIVE``) that never waits: None once begun,
+    SQLite's "database is locked" error while another connection holds the write lock.
+
+    SQLite's busy handler is switched off for the try (it fails at once instead of sleeping)
+    and back on afterwards, so every other statement on the connection still waits out the
+    busy timeout as configured."""
+    db.execute("PRAGMA busy_timeout=0")
+    try:
+        db.execute(sql, params)
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+            raise
+        return exc
+    finally:
+        db.execute(f"PRAGMA busy_timeout={max(0, int(busy_seconds * 1000))}")
+    return None
+
+
+def _begin(db: sqlite3.Connection, sql: str, params: Any, busy_seconds: float) -> _Outcome:
+    """On the worker thread: :func:`_try_begin` every :data:`FIRST_POLL`..:data:`MAX_POLL` s
+    for up to ``busy_seconds``; then SQLite's own "database is locked" error is raised."""
+    deadline = time.monotonic() + busy_seconds
+    delay = FIRST_POLL
+    while (busy := _try_begin(db, sql, params, busy_seconds)) is not None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise busy
+        time.sleep(min(delay, left))
+        delay = min(delay * 2, MAX_POLL)
+    return _BEGUN
 
 
 def _run(db: sqlite3.Connection, sql: str, params: Any, many: bool) -> _Outcome:

@@ -44,7 +44,8 @@ class UsageRepository:
     async def add_many(self, agent_id: str, rows: Sequence[UsageRow]) -> None:
         if not rows:
             return
-        async with self._engine.begin() as conn:
+        # Small: bounded by the usage recorder's batch (Database.begin).
+        async with self._engine.begin(small=True) as conn:
             await conn.execute(
                 llm_usage.insert(),
                 [
