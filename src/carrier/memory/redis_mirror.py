@@ -37,6 +37,16 @@ log = logging.getLogger(__name__)
 
 ACTIVE_TTL = 24 * 3600
 INACTIVE_TTL = 3600
+_TOUCH_USER = """
+local previous = redis.call('HGET', KEYS[1], 'last_active')
+local active = previous and tonumber(ARGV[2]) - tonumber(previous) <= tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], 'name', ARGV[1], 'last_active', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'messages', 1)
+redis.call('EXPIRE', KEYS[1], active and ARGV[4] or ARGV[5])
+"""
+"""A user's activity after a message of theirs (KEYS: the user's hash; ARGV: name, time,
+``active_within`` seconds, the active and the inactive TTL)."""
+
 RETRY_AFTER_SECONDS = 5.0
 POOL_WAIT_SECONDS = 0.5
 
@@ -184,24 +194,26 @@ class RedisMirror:
                 pipe.zremrangebyscore(key, "-inf", now - self._window.total_seconds())
                 pipe.zremrangebyrank(key, 0, -self._max - 1)
                 pipe.expire(key, int(self._window.total_seconds()))
+            for message in messages:
+                if not message.is_self:
+                    self._touch_user(pipe, agent_id, message)
             await pipe.execute()
-            await self._touch_users(agent_id, [m for m in messages if not m.is_self])
         except (RedisError, OSError) as exc:
             self._failed(exc, "writing")
 
-    async def _touch_users(self, agent_id: str, messages: Sequence[LoggedMessage]) -> None:
-        for message in messages:
-            key = self._user_key(agent_id, message.author_id)
-            previous = await self._redis.hget(key, "last_active")
-            stamp = message.created_at.timestamp()
-            active = previous is not None and (
-                stamp - float(previous) <= self._active_within.total_seconds()
-            )
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.hset(key, mapping={"name": message.author_name, "last_active": stamp})
-            pipe.hincrby(key, "messages", 1)
-            pipe.expire(key, ACTIVE_TTL if active else INACTIVE_TTL)
-            await pipe.execute()
+    def _touch_user(self, pipe: Any, agent_id: str, message: LoggedMessage) -> None:
+        """Queue the update of the author's activity: in Redis, in the same round trip as
+        the messages (the TTL depends on the previous ``last_active``, so a script)."""
+        pipe.eval(
+            _TOUCH_USER,
+            1,
+            self._user_key(agent_id, message.author_id),
+            message.author_name,
+            message.created_at.timestamp(),
+            self._active_within.total_seconds(),
+            ACTIVE_TTL,
+            INACTIVE_TTL,
+        )
 
     async def forget_channel(self, agent_id: str, channel_id: str) -> None:
         """An edit or a deletion: the channel is rebuilt from the database on next use."""

@@ -78,9 +78,7 @@ _FACT_COLUMNS = (
 
 
 @cache
-def _user_facts_query(
-    include_history: bool, places: str | None, with_vectors: bool
-) -> Select[Any]:
+def _user_facts_query(include_history: bool, places: str | None, with_vectors: bool) -> Select[Any]:
     """A user's facts, built once per shape (bound parameters: agent_id, user_id and
     guild_ids).  ``places``: None (learned anywhere), "named" (in the named guilds),
     "direct" (those or in direct messages), "unplaced" (those or nowhere in particular)."""

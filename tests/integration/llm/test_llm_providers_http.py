@@ -67,6 +67,7 @@ async def test_openai_gets_every_message_and_the_temperature(
         {"role": m.role, "content": m.content} for m in PROMPT.messages
     ]
     assert server.requests[0].headers["Authorization"] == "Bearer sk-test"
+    assert server.requests[0].headers["Content-Type"] == "application/json"
 
 
 async def test_anthropic_gets_merged_alternating_turns_and_no_sampling_parameters(

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.connection import Connection
 
 from carrier.bootstrap import build_engine_for
 from carrier.engine.messages import IncomingMessage
@@ -273,4 +274,65 @@ async def test_a_burst_of_readers_waits_for_connections_instead_of_failing(
         assert all(a is b for a, b in zip(results[0], results[-1], strict=True))
         assert [m.text for m in results[0]] == [f"line {i}" for i in range(49, 29, -1)]
     finally:
+        await mirror.aclose()
+
+
+async def test_a_batch_is_mirrored_in_one_round_trip_with_each_authors_activity(
+    redis_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recorder's batch (messages of several users, one of them twice, and the bot's
+    reply) goes to Redis in one round trip, activity included: the reply that waits for it
+    waits for one trip, not two per author."""
+    redis_server.flushall()
+    mirror = RedisMirror.from_url(redis_server.url)
+    now = datetime.now(UTC)
+
+    def line(i: int, author: str, at: datetime, **kw: Any) -> LoggedMessage:
+        return LoggedMessage(
+            agent_id="fish",
+            channel_id=f"c{i % 2}",
+            message_id=f"m{i}",
+            author_id=f"u-{author}",
+            author_name=author,
+            text=f"line {i}",
+            created_at=at,
+            **kw,
+        )
+
+    batch = [
+        line(1, "ana", now - timedelta(minutes=10)),
+        line(2, "bob", now - timedelta(minutes=2)),
+        line(3, "ana", now),
+        line(4, "fish", now, is_self=True),
+    ]
+    assert await mirror.activity("fish", "u-nobody") is None  # connected (its handshake)
+    sent: list[Any] = []
+    send = Connection.send_packed_command
+
+    async def counted(self: Connection, command: Any, check_health: bool = True) -> None:
+        sent.append(command)
+        await send(self, command, check_health)
+
+    monkeypatch.setattr(Connection, "send_packed_command", counted)
+    client = Redis.from_url(redis_server.url)
+    try:
+        await mirror.add(batch)
+        assert len(sent) == 1
+        monkeypatch.setattr(Connection, "send_packed_command", send)
+        assert await mirror.activity("fish", "u-ana") == {
+            "name": "ana",
+            "last_active": repr(now.timestamp()),
+            "messages": "2",
+        }
+        assert (await mirror.activity("fish", "u-bob") or {})["messages"] == "1"
+        assert await mirror.activity("fish", "u-fish") is None  # the bot's own line
+        assert ACTIVE_TTL - 60 <= await client.ttl("carrier:fish:user:u-ana") <= ACTIVE_TTL
+        assert INACTIVE_TTL - 60 <= await client.ttl("carrier:fish:user:u-bob") <= INACTIVE_TTL
+        for channel, texts in (("c1", ["line 3", "line 1"]), ("c0", ["line 4", "line 2"])):
+            got = await mirror.recent("fish", channel, now - timedelta(hours=1), 10)
+            assert got is None or [m.text for m in got] == texts  # not marked complete: None
+            raw = await client.zrevrange(f"carrier:fish:chan:{channel}:log", 0, -1)
+            assert [json.loads(r)["text"] for r in raw] == texts
+    finally:
+        await client.aclose()
         await mirror.aclose()

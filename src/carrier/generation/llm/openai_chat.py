@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 import openai
+import orjson
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from carrier.generation.llm.base import (
@@ -71,7 +72,11 @@ class OpenAIChat(SdkChat[openai.AsyncOpenAI]):
         # cast_to=object: the SDK hands back the decoded JSON as it is (a dict; the text for
         # a body that is not JSON), instead of building its models of the whole answer for
         # the three fields read here (~0.3 ms of CPU per call).
-        response: Any = await self._client.post(_COMPLETIONS, body=arguments, cast_to=object)
+        # The body goes encoded (orjson) as the content: the SDK sends it as it is, where it
+        # would encode a dict with the standard library's json (~0.2 ms for a transcript).
+        response: Any = await self._client.post(
+            _COMPLETIONS, content=orjson.dumps(arguments), cast_to=object
+        )
         if not isinstance(response, dict):
             raise MalformedResponse(
                 f"{self.name}: the answer is not a JSON object", provider=self.name
@@ -99,7 +104,9 @@ class OpenAIChat(SdkChat[openai.AsyncOpenAI]):
     async def _open_stream(self, arguments: dict[str, Any]) -> Any:
         return await self._client.post(
             _COMPLETIONS,
-            body={**arguments, "stream": True, "stream_options": {"include_usage": True}},
+            content=orjson.dumps(
+                {**arguments, "stream": True, "stream_options": {"include_usage": True}}
+            ),
             cast_to=ChatCompletion,
             stream=True,
             stream_cls=openai.AsyncStream[ChatCompletionChunk],

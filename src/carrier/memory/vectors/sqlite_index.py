@@ -100,6 +100,7 @@ _VERSIONS = select(fact_vector_versions.c.version, fact_vector_versions.c.reset_
     fact_vector_versions.c.model == bindparam("model"),
 )
 
+
 class SQLiteVectorIndex(VectorIndex):
     """Vectors in SQLite's ``fact_vectors``; sign-bit candidates in memory, exact re-rank.
     The contract is :mod:`carrier.memory.vectors.base`; the design is this module's docstring.
