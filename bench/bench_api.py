@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import httptools
 from percentiles import pct
 
 from carrier.bootstrap import prepare_store
@@ -271,6 +272,92 @@ def _session(key: str, connections: int) -> aiohttp.ClientSession:
     )
 
 
+class _Exchange(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection, one request at a time, responses parsed by
+    httptools (the C parser uvicorn uses)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.body: list[bytes] = []
+        self.answer: asyncio.Future[tuple[int, bytes]] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self._fail(exc or ConnectionResetError("the server closed the connection"))
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_result((self.parser.get_status_code(), b"".join(self.body)))
+        self.body = []
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_exception(exc)
+
+
+class LeanClient:
+    """The open loop's load generator: a keep-alive connection of its own that writes each
+    chat request as prepared bytes and parses the answer in C.  aiohttp's client spent ~0.5 ms
+    of CPU per request, a sixth of a core at 300 requests/s, taken from the server measured
+    on a 2-core machine; this one spends a fraction of that."""
+
+    def __init__(self, url: str, key: str) -> None:
+        address = url.split("://", 1)[1]
+        self.host, port = address.rsplit(":", 1)
+        self.port = int(port)
+        self.head = (
+            f"Host: {address}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+        )
+        self.protocol: _Exchange | None = None
+
+    async def chat(self, i: int) -> tuple[str | None, bool]:
+        """One chat request, as :func:`_exchange`: (None when answered 200, else what went
+        wrong; with a reply)."""
+        body = json.dumps(_chat_body(i)).encode()
+        request = (
+            f"POST {_chat_url('', i)} HTTP/1.1\r\n{self.head}Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        try:
+            protocol = self.protocol
+            if protocol is None or protocol.transport is None:
+                _, protocol = await asyncio.get_running_loop().create_connection(
+                    _Exchange, self.host, self.port
+                )
+                self.protocol = protocol
+            protocol.answer = asyncio.get_running_loop().create_future()
+            assert protocol.transport is not None
+            protocol.transport.write(request)
+            status, data = await asyncio.wait_for(protocol.answer, 30)
+        except (OSError, TimeoutError, httptools.HttpParserError) as exc:
+            self.close()
+            return type(exc).__name__, False
+        if status != 200:
+            return f"HTTP {status}", False
+        try:
+            return None, json.loads(data).get("reply") is not None
+        except ValueError as exc:
+            return type(exc).__name__, False
+
+    def close(self) -> None:
+        if self.protocol is not None and self.protocol.transport is not None:
+            self.protocol.transport.close()
+        self.protocol = None
+
+
 async def open_loop(
     url: str,
     key: str,
@@ -295,17 +382,20 @@ async def open_loop(
     window = {"first": 0.0, "last": 0.0, "cpu": 0.0}
 
     async def connection() -> None:
-        # One session of one connection each: exactly ``connections`` sockets, all kept alive.
-        async with _session(key, 1) as session:
+        # Exactly ``connections`` sockets, all kept alive (reopened after a failure).
+        client = LeanClient(url, key)
+        try:
             while (item := await due.get()) is not None:
                 scheduled, i, counted = item
                 picked = time.perf_counter()
-                problem, replied = await _exchange(session, url, i, None)
+                problem, replied = await client.chat(i)
                 done = time.perf_counter()
                 if counted:
                     _record(result, problem, replied, (done - scheduled) * 1000)
                     result.waits.append((picked - scheduled) * 1000)
                     window["last"] = max(window["last"], done)
+        finally:
+            client.close()
 
     async def schedule() -> None:
         began = time.perf_counter()

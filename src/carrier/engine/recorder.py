@@ -27,6 +27,13 @@ from carrier.store.users import Sighting
 _MENTION_MARKUP = re.compile(r"<@[!&]?\d+>|@(everyone|here)\b", re.IGNORECASE)
 
 
+REPLY_LINGER_SECONDS = 0.02
+"""How long a record nobody waits for (the bot's reply, logged in the background) may wait
+for the next message's record, to share its transaction.  The next message of the channel
+is recorded only after the reply (the queue is first-in first-out), so its decision always
+sees it."""
+
+
 @dataclass(frozen=True, slots=True)
 class Recorded:
     fresh: bool
@@ -53,13 +60,14 @@ class Recorder:
         *,
         mirror: RedisMirror | None = None,
         max_batch: int = 256,
+        linger: float = REPLY_LINGER_SECONDS,
     ) -> None:
         self._store = store
         self._mirror = mirror
         self._markov = markov
         self._relationships = relationships
         self._commit: GroupCommit[_Pending, Recorded] = GroupCommit(
-            self._write, max_batch=max_batch, name="carrier-recorder"
+            self._write, max_batch=max_batch, linger=linger, name="carrier-recorder"
         )
 
     async def record(
@@ -78,6 +86,10 @@ class Recorder:
     ) -> asyncio.Future[Recorded]:
         """:meth:`record` without waiting: queued now, in order with every later record."""
         return self._commit.enqueue(_Pending(message, markov_scope, answers_reason))
+
+    def hurry(self) -> None:
+        """Write the records that linger now (see :data:`REPLY_LINGER_SECONDS`)."""
+        self._commit.hurry()
 
     def rename_later(self, message: LoggedMessage, new_message_id: str) -> asyncio.Future[Recorded]:
         """Give a logged message (the bot's reply, logged before it was sent) its platform

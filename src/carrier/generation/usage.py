@@ -17,6 +17,11 @@ from carrier.store.usage import UsageRow
 log = logging.getLogger(__name__)
 
 
+USAGE_LINGER_SECONDS = 0.5
+"""How long a usage row may wait for others to share its transaction (:meth:`flush` writes
+at once; the Prometheus counters never wait)."""
+
+
 class UsageRecorder:
     """The ``on_usage`` callback of the LLM generator."""
 
@@ -31,7 +36,10 @@ class UsageRecorder:
         self._agent_id = agent_id
         self._metrics = metrics
         self._prices = dict(prices or {})
-        self._commit: GroupCommit[UsageRow, None] = GroupCommit(self._write, name="carrier-usage")
+        # Nobody waits for the ledger: rows share a transaction for up to half a second.
+        self._commit: GroupCommit[UsageRow, None] = GroupCommit(
+            self._write, linger=USAGE_LINGER_SECONDS, name="carrier-usage"
+        )
         self._pending: set[asyncio.Future[None]] = set()
 
     async def __call__(self, completion: Completion, purpose: str) -> None:
@@ -66,6 +74,7 @@ class UsageRecorder:
     async def flush(self) -> None:
         """Wait until every usage row handed in so far is written."""
         while self._pending:
+            self._commit.hurry()
             await asyncio.gather(*self._pending, return_exceptions=True)
 
     async def _write(self, rows: Sequence[UsageRow]) -> list[None]:
