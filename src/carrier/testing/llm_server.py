@@ -23,14 +23,16 @@ Usage::
 API:
 
 ``ScriptedLLMServer(*behaviours, default=answer("Blub."), host="127.0.0.1", port=0,
-strict=True)``
+strict=True, remember=True)``
     Behaviours are consumed in order, one per chat request (either API; embeddings never
     consume one); when the script is empty, ``default`` answers: a behaviour, or a callable
     ``(RecordedRequest) -> Behaviour`` (e.g. to echo).  ``port=0`` picks a free port.
     ``strict`` rejects requests the real APIs reject (HTTP 400): no messages, an Anthropic
     conversation that does not start with a user turn or does not alternate, a missing
     ``max_tokens`` for Anthropic, sampling parameters (``temperature``, ``top_p``,
-    ``top_k``) under ``anthropic-version: 2026-10-21`` or later.
+    ``top_k``) under ``anthropic-version: 2026-10-21`` or later.  ``remember=False``
+    (benchmarks) keeps no requests: ``requests`` and ``served`` stay empty, ``answered``
+    counts.
 ``async with server`` / ``await server.start()`` / ``await server.stop()``
     Starts and stops it; stopping ends stalls and delays at once.
 ``server.url``, ``server.openai_base_url`` (``…/v1``), ``server.anthropic_base_url``
@@ -194,6 +196,15 @@ class RecordedRequest:
         )
 
     @property
+    def conversation_chars(self) -> int:
+        """How long the text of :attr:`messages` is, without building them."""
+        return sum(
+            len(_content_text(m.get("content")))
+            for m in self.body.get("messages", [])
+            if m.get("role") not in ("system", "developer")
+        )
+
+    @property
     def messages(self) -> list[dict[str, str]]:
         """The conversation without the system part: ``[{"role", "content"}]``."""
         return [
@@ -210,7 +221,11 @@ def _content_text(content: Any) -> str:
 
 
 def _tokens(text: str) -> int:
-    return max(1, math.ceil(len(text) / 4)) if text else 0
+    return _tokens_of(len(text))
+
+
+def _tokens_of(chars: int) -> int:
+    return max(1, math.ceil(chars / 4)) if chars else 0
 
 
 def _split(text: str, parts: int) -> list[str]:
@@ -241,6 +256,7 @@ class ScriptedLLMServer(LoopbackServer):
         port: int = 0,
         strict: bool = True,
         embedding_dimensions: int = 16,
+        remember: bool = True,
     ) -> None:
         # A large listen queue: tests open hundreds of connections at once.
         super().__init__(host=host, port=port, description="the scripted LLM server", backlog=1024)
@@ -248,6 +264,8 @@ class ScriptedLLMServer(LoopbackServer):
         self.default: Behaviour | Callable[[RecordedRequest], Behaviour] = default or answer()
         self.strict = strict
         self.embedding_dimensions = embedding_dimensions
+        self.remember = remember
+        self.answered = 0
         self.requests: list[RecordedRequest] = []
         self._arrival = asyncio.Event()
         self.active = 0
@@ -329,10 +347,13 @@ class ScriptedLLMServer(LoopbackServer):
         finally:
             self.active -= 1
             if recorded is not None:
-                self.served.append((recorded, time.perf_counter() - began))
+                self.answered += 1
+                if self.remember:
+                    self.served.append((recorded, time.perf_counter() - began))
 
     def _record(self, recorded: RecordedRequest) -> None:
-        self.requests.append(recorded)
+        if self.remember:
+            self.requests.append(recorded)
         # Wake every waiter; the next arrival gets a fresh event.
         arrival, self._arrival = self._arrival, asyncio.Event()
         arrival.set()
@@ -467,8 +488,8 @@ class ScriptedLLMServer(LoopbackServer):
         return response
 
     def _usage(self, recorded: RecordedRequest, text: str) -> tuple[int, int]:
-        prompt = recorded.system + "".join(m["content"] for m in recorded.messages)
-        return _tokens(prompt), _tokens(text)
+        # Counted from the lengths (a whole transcript per request under a benchmark's load).
+        return _tokens_of(len(recorded.system) + recorded.conversation_chars), _tokens(text)
 
     def _whole_body(self, recorded: RecordedRequest, text: str) -> dict[str, Any]:
         input_tokens, output_tokens = self._usage(recorded, text)
@@ -723,18 +744,19 @@ def _sse(event: str | None, data: dict[str, Any]) -> bytes:
 
 
 async def _serve(
-    text: str, delay: float, port: int
-) -> tuple[list[tuple[RecordedRequest, float]], int]:
+    text: str, delay: float, port: int, remember: bool
+) -> tuple[list[tuple[RecordedRequest, float]], int, int]:
     import signal
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with ScriptedLLMServer(default=answer(text, delay=delay), port=port) as server:
+    server = ScriptedLLMServer(default=answer(text, delay=delay), port=port, remember=remember)
+    async with server:
         print(server.url, flush=True)
         await stop.wait()
-    return server.served, server.peak_active
+    return server.served, server.answered, server.peak_active
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -751,13 +773,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--timings", default=None)
     args = parser.parse_args(argv)
-    served, peak = asyncio.run(_serve(args.answer, args.delay, args.port))
+    # Requests are kept only for --timings: a benchmark's hundreds per second add up.
+    served, answered, peak = asyncio.run(
+        _serve(args.answer, args.delay, args.port, remember=args.timings is not None)
+    )
     if args.timings:
         with open(args.timings, "w", encoding="utf-8") as out:
             for recorded, seconds in served:
                 last = recorded.messages[-1]["content"] if recorded.messages else ""
                 out.write(json.dumps({"last": last, "seconds": seconds}) + "\n")
-    print(f"requests {len(served)} peak_active {peak}", flush=True)
+    print(f"requests {answered} peak_active {peak}", flush=True)
 
 
 if __name__ == "__main__":

@@ -191,3 +191,24 @@ def test_the_server_process_writes_its_timings(tmp_path: Path) -> None:
     assert [line["last"] for line in lines] == ["hi #7"]
     assert lines[0]["seconds"] > 0
     assert "requests 1" in out
+
+
+async def test_a_server_that_remembers_nothing_still_answers_and_counts_usage() -> None:
+    """``remember=False`` (benchmarks): nothing piles up, usage is still counted."""
+    async with ScriptedLLMServer(fake.answer("Blub, fine water."), remember=False) as server:
+        client = openai.AsyncOpenAI(base_url=server.openai_base_url, api_key="k")
+        try:
+            done = await client.chat.completions.create(
+                model="m",
+                messages=[
+                    {"role": "system", "content": "You are a fish."},
+                    {"role": "user", "content": "x" * 40},
+                ],
+            )
+        finally:
+            await client.close()
+    assert done.choices[0].message.content == "Blub, fine water."
+    assert done.usage is not None
+    assert done.usage.prompt_tokens == (len("You are a fish.") + 40 + 3) // 4
+    assert done.usage.completion_tokens == (len("Blub, fine water.") + 3) // 4
+    assert server.answered == 1 and server.requests == [] and server.served == []
