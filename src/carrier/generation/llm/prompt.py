@@ -21,6 +21,7 @@ consolidation's fact extraction).  :func:`build_prompt` picks by ``request.purpo
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -261,6 +262,38 @@ def message_for(line: LoggedMessage) -> ChatMessage:
     return ChatMessage("user", f"{safe_name(line.author_name)}: {line.text}")
 
 
+LINES_KEPT = 20_000
+"""Transcript lines kept as messages with their cost (see :class:`_Lines`)."""
+
+
+class _Lines:
+    """Transcript lines as chat messages with their token cost, per line *object*: a
+    channel's window is read for every reply, and served from the Redis mirror its lines are
+    the same immutable objects each time (``RedisMirror`` decodes each once).  Each entry
+    holds its line, so an ``id`` is never mistaken for a later object's; the oldest entries
+    go first."""
+
+    def __init__(self, capacity: int = LINES_KEPT) -> None:
+        self._kept: OrderedDict[int, tuple[LoggedMessage, TokenCounter, ChatMessage, int]] = (
+            OrderedDict()
+        )
+        self._capacity = capacity
+
+    def message(self, line: LoggedMessage, count: TokenCounter) -> tuple[ChatMessage, int]:
+        entry = self._kept.get(id(line))
+        if entry is not None and entry[0] is line and entry[1] is count:
+            return entry[2], entry[3]
+        message = message_for(line)
+        cost = count(message.content) + MESSAGE_OVERHEAD_TOKENS
+        self._kept[id(line)] = (line, count, message, cost)
+        if len(self._kept) > self._capacity:
+            self._kept.popitem(last=False)
+        return message, cost
+
+
+_lines = _Lines()
+
+
 def fit_transcript(
     transcript: Sequence[LoggedMessage],
     budget_tokens: int,
@@ -274,11 +307,11 @@ def fit_transcript(
     spent = 0
     if current is not None:
         spent += count(current.content) + MESSAGE_OVERHEAD_TOKENS
+    as_message = _lines.message
     for line in reversed(transcript):
         if not line.text.strip():
             continue
-        message = message_for(line)
-        cost = count(message.content) + MESSAGE_OVERHEAD_TOKENS
+        message, cost = as_message(line, count)
         if spent + cost > budget_tokens:
             break
         spent += cost

@@ -219,6 +219,26 @@ def test_the_budget_keeps_the_newest_transcript_lines() -> None:
     assert spent <= 400
 
 
+def test_lines_read_again_are_the_same_messages_and_a_new_object_is_never_mistaken() -> None:
+    """Lines are kept as messages per line object (the mirror serves the same objects for
+    every reply); another counter, or a new line at a recycled address, is counted afresh."""
+    transcript = [line("Bob", f"line {i}", 10 - i, n=i) for i in range(5)]
+    first = fit_transcript(transcript, 10_000, estimate_tokens)
+    again = fit_transcript(transcript, 10_000, estimate_tokens)
+    assert again == first == [ChatMessage("user", f"Bob: line {i}") for i in range(5)]
+    assert all(a is b for a, b in zip(first, again, strict=True))
+
+    def dear(text: str) -> int:
+        return 1_000
+
+    assert fit_transcript(transcript, 2_500, dear) == first[-2:]
+    for _ in range(50):  # new objects, often at the address of one just dropped
+        transcript = [line("Ann", f"fresh {i}", 1, n=i) for i in range(5)]
+        assert fit_transcript(transcript, 10_000, estimate_tokens) == [
+            ChatMessage("user", f"Ann: fresh {i}") for i in range(5)
+        ]
+
+
 def test_the_context_window_limits_the_transcript_after_the_system_part() -> None:
     transcript = [line("Bob", "y" * 400, 100 - i, n=i) for i in range(50)]
     small = PromptBudget(context_window=2_000, max_tokens=300)
