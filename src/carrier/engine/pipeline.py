@@ -144,20 +144,23 @@ class Engine:
 
     # -- the pipeline ----------------------------------------------------------------------
 
-    async def handle(self, message: IncomingMessage) -> Outcome:
+    async def handle(self, message: IncomingMessage, *, revision: int | None = None) -> Outcome:
         """Run one message through the pipeline; never raises for bad message content.
+
+        ``revision``: the config revision, when the caller read it after the message arrived
+        (the API does, for its mention check); else it is read here.
 
         Raises :class:`~carrier.store.database.DatabaseError` (one clear line) when the
         database cannot be used right now (locked past the busy timeout, unreachable); the
         client reports it and keeps running, and nothing stored is touched.
         """
         try:
-            return await self._handle(message)
+            return await self._handle(message, revision)
         except (DBAPIError, ConnectionError, FileNotFoundError) as exc:
             # asyncpg raises plain OSErrors when the server is gone (refused; no socket).
             raise explain(exc, self.store.engine.url.render_as_string()) from exc
 
-    async def _handle(self, message: IncomingMessage) -> Outcome:
+    async def _handle(self, message: IncomingMessage, known: int | None) -> Outcome:
         timings: dict[str, float] = {}
         started = time.perf_counter()
         msg = self._sanitize(message)
@@ -181,7 +184,7 @@ class Engine:
 
         step = time.perf_counter()
         # Read after the message arrived: every edit committed before it is seen.
-        revision = await self.config_revision()
+        revision = known if known is not None else await self.config_revision()
         # A mention or a reply to the bot is almost always answered: read the context for
         # the reply while the decision is being made instead of after it.
         reading: asyncio.Task[_Context] | None = None

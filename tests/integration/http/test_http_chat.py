@@ -5,6 +5,8 @@ from __future__ import annotations
 import httpx
 from api_support import RunningApi, assert_error
 
+from carrier.testing.statements import statements_on
+
 CHAT = "/api/v1/agents/fish/channels/general/messages"
 
 
@@ -73,3 +75,23 @@ async def test_health_and_readiness_need_no_key(api: RunningApi) -> None:
     async with httpx.AsyncClient(base_url=api.url) as client:
         assert (await client.get("/healthz")).json() == {"status": "ok"}
         assert (await client.get("/readyz")).json() == {"status": "ready", "database": "ok"}
+
+
+async def test_the_mention_check_and_the_engine_share_one_fresh_config_read(
+    api: RunningApi,
+) -> None:
+    """A chat request reads the config revision once, after it arrived: a nickname added
+    just before is already a mention."""
+    async with api.client(api.admin_key) as admin:
+        added = await admin.post(
+            "/api/v1/agents/fish/persona/items", json={"kind": "nickname", "text": "Gillbert"}
+        )
+        assert added.status_code == 201, added.text
+    async with api.client(api.chat_key) as client:
+        with statements_on(api.store, "config_revision") as revision:
+            response = await client.post(
+                CHAT, json={"author_id": "ana", "author_name": "Ana", "text": "@Gillbert hey"}
+            )
+    assert response.status_code == 200, response.text
+    assert response.json()["decision"]["reason"] == "mention"
+    assert len(revision) == 1

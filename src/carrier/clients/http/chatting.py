@@ -15,20 +15,22 @@ from carrier.engine.messages import IncomingMessage, Outcome
 DEFAULT_GUILD = "http"
 
 
-async def _mentions(ctx: ApiContext, text: str) -> bool:
+async def _mentions(ctx: ApiContext, text: str, revision: int | None) -> bool:
     if "@" not in text:
         return False
-    persona = await ctx.engine.persona()  # read now, shared with concurrent messages
+    persona = await ctx.engine.persona(revision)
     names = [n for n in (*persona.names, *ctx.engine.extra_names) if n]
     return any(re.search(rf"@{re.escape(n)}\b", text, re.IGNORECASE) for n in names)
 
 
 async def say(ctx: ApiContext, channel_id: str, body: ChatMessage) -> ChatResult:
     """Run the message through the engine; tell the channel's listeners what was said."""
+    engine = ctx.engine
+    # Read once, now that the message has arrived: the mention check and the engine share it.
+    revision = await engine.config_revision()
     mentions = body.mentions_bot
     if mentions is None:
-        mentions = await _mentions(ctx, body.text)
-    engine = ctx.engine
+        mentions = await _mentions(ctx, body.text, revision)
     reply_to_bot = body.reply_to_bot and body.reply_to_message_id is not None
     msg = IncomingMessage(
         guild_id=body.guild_id or DEFAULT_GUILD,
@@ -43,7 +45,7 @@ async def say(ctx: ApiContext, channel_id: str, body: ChatMessage) -> ChatResult
         reply_to_author_id=engine.bot_user_id if reply_to_bot else None,
         reply_to_bot=reply_to_bot,
     )
-    outcome = await engine.handle(msg)
+    outcome = await engine.handle(msg, revision=revision)
     result = result_of(outcome)
     if outcome.decision.reason not in ("duplicate", "own_message"):
         ctx.hub.publish(channel_id, {"type": "message", **_said(result)})
