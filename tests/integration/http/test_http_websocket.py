@@ -241,7 +241,7 @@ async def test_a_reader_that_falls_behind_is_closed_with_1013(tmp_path: Path) ->
 async def test_an_unexpected_error_is_logged_told_and_closes_with_1011(
     api: RunningApi, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def broken(_message: object) -> object:
+    async def broken(_message: object, **_options: object) -> object:
         raise RuntimeError("internal detail: /srv/secret/path")
 
     bystander = await _open(api, "other")
