@@ -5,6 +5,7 @@ replies from the Markov fallback unless a test hands in an LLM."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import socket
 import threading
@@ -144,6 +145,15 @@ async def running_api(
 
 
 Check = Callable[[httpx.Response], None]
+
+
+async def next_event(socket: Any, kind: str, within: float = 10) -> dict[str, Any]:
+    """The next event of ``kind`` on a chat WebSocket (others are skipped)."""
+    async with asyncio.timeout(within):
+        while True:
+            event: dict[str, Any] = json.loads(await socket.recv())
+            if event["type"] == kind:
+                return event
 
 
 def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from api_support import RunningApi, make_settings, running_api
+from api_support import RunningApi, make_settings, next_event, running_api
 from websockets.asyncio.client import ClientConnection, connect
 
 from carrier.clients.http.hub import encode
@@ -24,14 +24,6 @@ async def _open(api: RunningApi) -> ClientConnection:
     await socket.send(json.dumps({"type": "auth", "key": api.chat_key}))
     assert json.loads(await socket.recv())["type"] == "ready"
     return socket
-
-
-async def _next(socket: ClientConnection, kind: str) -> dict[str, Any]:
-    async with asyncio.timeout(10):
-        while True:
-            event: dict[str, Any] = json.loads(await socket.recv())
-            if event["type"] == kind:
-                return event
 
 
 async def _eventually(check: Callable[[], bool], seconds: float = 15) -> None:
@@ -60,21 +52,21 @@ async def test_broadcasts_cross_processes_and_survive_a_redis_outage(
             # Said here: heard here at once, and by the other process.
             said = await client.post(CHAT, json={"author_id": "ana", "text": "@fish hi"})
             assert said.status_code == 200
-            assert (await _next(socket, "message"))["author_id"] == "ana"
+            assert (await next_event(socket, "message"))["author_id"] == "ana"
             await _eventually(lambda: [e["type"] for e in heard] == ["message", "reply"])
             assert heard[0]["channel"] == "general" and heard[0]["author_id"] == "ana"
             # Said on the other process: heard by this one's listener.
-            await _next(socket, "reply")
+            await next_event(socket, "reply")
             other.publish("general", encode({"type": "message", "author_id": "far"}))
-            assert (await _next(socket, "message"))["author_id"] == "far"
+            assert (await next_event(socket, "message"))["author_id"] == "far"
 
             redis_server.stop()
             try:
                 # Redis is gone: the chat and this process's listeners carry on.
                 during = await client.post(CHAT, json={"author_id": "bo", "text": "@fish hey"})
                 assert during.status_code == 200 and during.json()["reply"] is not None
-                assert (await _next(socket, "message"))["author_id"] == "bo"
-                assert (await _next(socket, "reply"))["text"] == during.json()["reply"]["text"]
+                assert (await next_event(socket, "message"))["author_id"] == "bo"
+                assert (await next_event(socket, "reply"))["text"] == during.json()["reply"]["text"]
             finally:
                 redis_server.resume()
 
@@ -85,6 +77,6 @@ async def test_broadcasts_cross_processes_and_survive_a_redis_outage(
             assert after.status_code == 200
             await _eventually(lambda: any(e.get("author_id") == "cy" for e in heard))
             other.publish("general", encode({"type": "message", "author_id": "far-2"}))
-            while (await _next(socket, "message"))["author_id"] != "far-2":
+            while (await next_event(socket, "message"))["author_id"] != "far-2":
                 pass
         await socket.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_support import RunningApi, make_settings, running_api
+from api_support import RunningApi, make_settings, next_event, running_api
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -28,14 +28,6 @@ async def _open(
     return socket
 
 
-async def _until(socket: ClientConnection, kind: str) -> dict[str, Any]:
-    async with asyncio.timeout(10):
-        while True:
-            event: dict[str, Any] = json.loads(await socket.recv())
-            if event["type"] == kind:
-                return event
-
-
 async def test_replies_stream_to_everyone_in_the_channel(api: RunningApi) -> None:
     ana = await _open(api)
     bo = await _open(api)
@@ -46,11 +38,11 @@ async def test_replies_stream_to_everyone_in_the_channel(api: RunningApi) -> Non
                 {"type": "message", "request_id": "r1", "author_id": "ana", "text": "@fish hi"}
             )
         )
-        outcome = await _until(ana, "outcome")
+        outcome = await next_event(ana, "outcome")
         assert outcome["request_id"] == "r1"
         assert outcome["decision"]["reason"] == "mention" and outcome["context"]["persona"]
-        said = await _until(bo, "message")
-        reply = await _until(bo, "reply")
+        said = await next_event(bo, "message")
+        reply = await next_event(bo, "reply")
         assert said["author_id"] == "ana" and said["text"] == "@fish hi"
         assert reply["text"] == outcome["reply"]["text"] and reply["reason"] == "mention"
         # REST messages stream to the socket too.
@@ -59,9 +51,9 @@ async def test_replies_stream_to_everyone_in_the_channel(api: RunningApi) -> Non
                 "/api/v1/agents/fish/channels/general/messages",
                 json={"author_id": "cy", "text": "@fish from REST"},
             )
-        assert (await _until(bo, "message"))["author_id"] == "cy"
+        assert (await next_event(bo, "message"))["author_id"] == "cy"
         await elsewhere.send(json.dumps({"type": "ping", "request_id": 5}))
-        assert await _until(elsewhere, "pong") == {"type": "pong", "request_id": 5}
+        assert await next_event(elsewhere, "pong") == {"type": "pong", "request_id": 5}
     finally:
         for socket in (ana, bo, elsewhere):
             await socket.close()
@@ -101,7 +93,7 @@ async def test_a_key_revoked_mid_session_stops_working(tmp_path: Path) -> None:
         await asyncio.sleep(0.4)  # the key cache forgets it
         await socket.send(json.dumps({"type": "message", "author_id": "ana", "text": "@fish hi"}))
         with pytest.raises(ConnectionClosed) as closed:
-            await _until(socket, "outcome")
+            await next_event(socket, "outcome")
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
 
 
@@ -109,14 +101,14 @@ async def test_bad_frames_get_errors_and_the_socket_stays(api: RunningApi) -> No
     socket = await _open(api)
     try:
         await socket.send("not json")
-        assert (await _until(socket, "error"))["error"]["status"] == 400
+        assert (await next_event(socket, "error"))["error"]["status"] == 400
         await socket.send(json.dumps({"type": "message", "author_id": "ana", "text": 3}))
-        error = (await _until(socket, "error"))["error"]
+        error = (await next_event(socket, "error"))["error"]
         assert error["status"] == 422 and error["details"][0]["loc"] == ["text"]
         await socket.send(json.dumps({"type": "dance"}))
-        assert (await _until(socket, "error"))["error"]["code"] == "bad_request"
+        assert (await next_event(socket, "error"))["error"]["code"] == "bad_request"
         await socket.send(json.dumps({"type": "message", "author_id": "ana", "text": "@fish ok"}))
-        assert (await _until(socket, "outcome"))["reply"] is not None
+        assert (await next_event(socket, "outcome"))["reply"] is not None
     finally:
         await socket.close()
 
@@ -128,10 +120,10 @@ async def test_an_oversized_frame_closes_only_that_socket(api: RunningApi) -> No
         limit = api.settings.api.max_ws_message_bytes
         await big.send(json.dumps({"type": "message", "author_id": "a", "text": "x" * limit}))
         with pytest.raises(ConnectionClosed) as closed:
-            await _until(big, "outcome")
+            await next_event(big, "outcome")
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
         await other.send(json.dumps({"type": "message", "author_id": "b", "text": "@fish hi"}))
-        assert (await _until(other, "outcome"))["reply"] is not None
+        assert (await next_event(other, "outcome"))["reply"] is not None
     finally:
         await other.close()
 
@@ -151,8 +143,8 @@ async def test_a_reader_that_never_reads_holds_up_no_one(api: RunningApi) -> Non
                     "/api/v1/agents/fish/channels/busy/messages",
                     json={"author_id": f"u{i % 7}", "text": "@fish " + "padding " * 450},
                 )
-                assert (await _until(reader, "message"))["author_id"] == f"u{i % 7}"
-                assert (await _until(reader, "reply"))["reason"] == "mention"
+                assert (await next_event(reader, "message"))["author_id"] == f"u{i % 7}"
+                assert (await next_event(reader, "reply"))["reason"] == "mention"
     finally:
         await reader.close()
         lazy.transport.abort()
@@ -220,7 +212,7 @@ async def test_a_reader_that_falls_behind_is_closed_with_1013(tmp_path: Path) ->
                     )
                     assert response.status_code == 200
                     # The reader that keeps up gets everything.
-                    assert (await _until(reader, "message"))["author_id"] == f"u{i % 7}"
+                    assert (await next_event(reader, "message"))["author_id"] == f"u{i % 7}"
                     if hub.listeners("busy") == 1:
                         break
             assert hub.listeners("busy") == 1, "the lazy reader was never dropped"
@@ -232,7 +224,7 @@ async def test_a_reader_that_falls_behind_is_closed_with_1013(tmp_path: Path) ->
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
             # Everyone else is still served.
             await reader.send(json.dumps({"type": "ping", "request_id": "p"}))
-            assert (await _until(reader, "pong"))["request_id"] == "p"
+            assert (await next_event(reader, "pong"))["request_id"] == "p"
         finally:
             await reader.close()
             lazy.transport.abort()
@@ -250,7 +242,7 @@ async def test_an_unexpected_error_is_logged_told_and_closes_with_1011(
     await socket.send(
         json.dumps({"type": "message", "request_id": "r9", "author_id": "ana", "text": "hi"})
     )
-    frame = await _until(socket, "error")
+    frame = await next_event(socket, "error")
     assert frame["request_id"] == "r9"
     assert frame["error"] == {
         "status": 500,
@@ -260,7 +252,7 @@ async def test_an_unexpected_error_is_logged_told_and_closes_with_1011(
     }
     assert "secret" not in json.dumps(frame)
     with pytest.raises(ConnectionClosed) as closed:
-        await _until(socket, "outcome")
+        await next_event(socket, "outcome")
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
     # Logged with its traceback, not swallowed.
     [record] = [r for r in caplog.records if r.name == "carrier.http.ws" and r.exc_info]
@@ -268,5 +260,5 @@ async def test_an_unexpected_error_is_logged_told_and_closes_with_1011(
     # The server goes on: another socket still talks (once the engine works again).
     monkeypatch.undo()
     await bystander.send(json.dumps({"type": "message", "author_id": "bo", "text": "@fish hi"}))
-    assert (await _until(bystander, "outcome"))["reply"] is not None
+    assert (await next_event(bystander, "outcome"))["reply"] is not None
     await bystander.close()
