@@ -32,7 +32,7 @@ import asyncio
 import sqlite3
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import aiosqlite
@@ -170,15 +170,11 @@ class OneTripConnection(aiosqlite.Connection):
         and while another connection holds the write lock, tried again after an
         ``asyncio.sleep`` of :data:`FIRST_POLL`..:data:`MAX_POLL` s, for up to the busy
         timeout; then SQLite's own "database is locked" error is raised."""
-        db = self._conn
-        deadline = time.monotonic() + self.busy_seconds
-        delay = FIRST_POLL
-        while (busy := _try_begin(db, sql, params, self.busy_seconds)) is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
+        waits = _waits(self.busy_seconds)
+        while (busy := _try_begin(self._conn, sql, params, self.busy_seconds)) is not None:
+            if (wait := next(waits, None)) is None:
                 raise busy
-            await asyncio.sleep(min(delay, left))
-            delay = min(delay * 2, MAX_POLL)
+            await asyncio.sleep(wait)
         return _BEGUN
 
     async def commit(self) -> None:
@@ -267,15 +263,22 @@ def _try_begin(
 def _begin(db: sqlite3.Connection, sql: str, params: Any, busy_seconds: float) -> _Outcome:
     """On the worker thread: :func:`_try_begin` every :data:`FIRST_POLL`..:data:`MAX_POLL` s
     for up to ``busy_seconds``; then SQLite's own "database is locked" error is raised."""
+    waits = _waits(busy_seconds)
+    while (busy := _try_begin(db, sql, params, busy_seconds)) is not None:
+        if (wait := next(waits, None)) is None:
+            raise busy
+        time.sleep(wait)
+    return _BEGUN
+
+
+def _waits(busy_seconds: float) -> Iterator[float]:
+    """The pauses between tries of a BEGIN that found the file locked: :data:`FIRST_POLL`,
+    doubled up to :data:`MAX_POLL`, until ``busy_seconds`` from now are spent."""
     deadline = time.monotonic() + busy_seconds
     delay = FIRST_POLL
-    while (busy := _try_begin(db, sql, params, busy_seconds)) is not None:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise busy
-        time.sleep(min(delay, left))
+    while (left := deadline - time.monotonic()) > 0:
+        yield min(delay, left)
         delay = min(delay * 2, MAX_POLL)
-    return _BEGUN
 
 
 def _run(db: sqlite3.Connection, sql: str, params: Any, many: bool) -> _Outcome:
