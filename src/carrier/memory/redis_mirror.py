@@ -28,6 +28,7 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
@@ -51,10 +52,17 @@ RETRY_AFTER_SECONDS = 5.0
 POOL_WAIT_SECONDS = 0.5
 
 
-def _encode(message: LoggedMessage) -> str:
-    data = asdict(message)
-    data["created_at"] = message.created_at.isoformat()
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+def _encode(message: LoggedMessage) -> bytes:
+    """The message as JSON: the member of its channel's sorted set.  The same message must
+    always give the same bytes (a rebuild adds it again), so orjson's output is byte for byte
+    the standard library's without ASCII escapes (fields in order, ISO times).  Text that is
+    not valid Unicode (a lone surrogate), which orjson refuses, is escaped instead."""
+    try:
+        return orjson.dumps(message)
+    except TypeError:
+        data = asdict(message)
+        data["created_at"] = message.created_at.isoformat()
+        return json.dumps(data, separators=(",", ":")).encode()
 
 
 def _text(value: bytes | str) -> str:
