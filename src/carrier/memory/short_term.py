@@ -19,7 +19,10 @@ def estimate_tokens(text: str) -> int:
 
 
 MIN_TOKENS = 2 * estimate_tokens("")
-TYPICAL_TOKENS = 16
+TYPICAL_TOKENS = 12
+"""What the first page of a window is sized for: a short chat line (a name, a few words, the
+framing).  Sized for short lines, the first page usually fills the budget, and a second read
+(a second round trip) is the exception."""
 
 
 def message_tokens(message: LoggedMessage) -> int:
