@@ -9,6 +9,9 @@ import uuid
 from typing import Any
 
 import pytest
+from limits import parse
+from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio.connection import Connection
 
 from carrier.engine.rate_limits import RateLimiter, redis_storage
 from carrier.settings import RateLimitSettings
@@ -145,3 +148,47 @@ async def test_redis_down_falls_back_to_memory_and_never_raises(
         assert not limiter.shared
     finally:
         redis_server.resume()
+
+
+async def test_a_message_let_in_costs_one_round_trip_to_redis(
+    redis_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both windows in one script call: the per-message cost under load is one trip, not
+    one per window."""
+    agent = fresh_agent()
+    limiter = RateLimiter(LIMITS, redis_storage(redis_server.url))
+    assert (await limiter.check(agent, "alice")).allowed  # connected, script loaded
+    sent: list[Any] = []
+    send = Connection.send_packed_command
+
+    async def counted(self: Connection, command: Any, check_health: bool = True) -> None:
+        sent.append(command)
+        await send(self, command, check_health)
+
+    monkeypatch.setattr(Connection, "send_packed_command", counted)
+    assert (await limiter.check(agent, "alice")).allowed
+    assert len(sent) == 1
+
+
+async def test_windows_filled_by_limits_itself_are_honoured_and_read_back(
+    redis_server: Any,
+) -> None:
+    """The one-trip script keeps ``limits``' keys and format: entries ``limits`` wrote (an
+    older version of Carrier, another tool) count, and ``limits`` reads what it wrote."""
+    agent = fresh_agent()
+    settings = limits("3/minute", "5/minute")
+    storage = redis_storage(redis_server.url)
+    by_limits = MovingWindowRateLimiter(storage)
+    per_user, everyone = parse(settings.per_user), parse(settings.global_)
+    for _ in range(2):
+        assert await by_limits.hit(per_user, agent, "user", "alice")
+        assert await by_limits.hit(everyone, agent, "global")
+    limiter = RateLimiter(settings, storage)
+    verdicts = [await limiter.check(agent, "alice") for _ in range(2)]
+    assert [v.allowed for v in verdicts] == [True, False]  # 2 by limits + 1 = 3 a minute
+    stats = await by_limits.get_window_stats(everyone, agent, "global")
+    assert stats.remaining == 5 - 3  # the refused message took no global place
+    assert await by_limits.test(everyone, agent, "global")
+    others = [await limiter.check(agent, user) for user in ("b", "c", "d")]
+    assert [v.allowed for v in others] == [True, True, False]
+    assert others[2].scope == "global" and 0 < others[2].retry_after <= 60
