@@ -227,6 +227,9 @@ class RestResult:
     """Requests still queued or in flight when the open loop stopped waiting."""
     problems: Counter[str] = field(default_factory=Counter)
     """What went wrong, by kind (an HTTP status or an exception)."""
+    stages: dict[str, list[float]] = field(default_factory=dict)
+    """The engine's own timings of each answered request (``timings_ms`` in the reply), by
+    stage, and ``outside``: the rest of its latency (queues, HTTP, the network)."""
 
 
 def _chat_body(i: int) -> dict[str, str]:
@@ -324,9 +327,9 @@ class LeanClient:
         )
         self.protocol: _Exchange | None = None
 
-    async def chat(self, i: int) -> tuple[str | None, bool]:
+    async def chat(self, i: int) -> tuple[str | None, bool, dict[str, float]]:
         """One chat request, as :func:`_exchange`: (None when answered 200, else what went
-        wrong; with a reply)."""
+        wrong; with a reply; the engine's timings)."""
         body = json.dumps(_chat_body(i)).encode()
         request = (
             f"POST {_chat_url('', i)} HTTP/1.1\r\n{self.head}Content-Length: {len(body)}\r\n\r\n"
@@ -344,13 +347,14 @@ class LeanClient:
             status, data = await asyncio.wait_for(protocol.answer, 30)
         except (OSError, TimeoutError, httptools.HttpParserError) as exc:
             self.close()
-            return type(exc).__name__, False
+            return type(exc).__name__, False, {}
         if status != 200:
-            return f"HTTP {status}", False
+            return f"HTTP {status}", False, {}
         try:
-            return None, json.loads(data).get("reply") is not None
+            answer = json.loads(data)
         except ValueError as exc:
-            return type(exc).__name__, False
+            return type(exc).__name__, False, {}
+        return None, answer.get("reply") is not None, answer.get("timings_ms") or {}
 
     def close(self) -> None:
         if self.protocol is not None and self.protocol.transport is not None:
@@ -388,10 +392,14 @@ async def open_loop(
             while (item := await due.get()) is not None:
                 scheduled, i, counted = item
                 picked = time.perf_counter()
-                problem, replied = await client.chat(i)
+                problem, replied, timings = await client.chat(i)
                 done = time.perf_counter()
                 if counted:
                     _record(result, problem, replied, (done - scheduled) * 1000)
+                    if "total" in timings:
+                        timings["outside"] = (done - scheduled) * 1000 - timings["total"]
+                    for stage, ms in timings.items():
+                        result.stages.setdefault(stage, []).append(ms)
                     result.waits.append((picked - scheduled) * 1000)
                     window["last"] = max(window["last"], done)
         finally:
@@ -459,6 +467,17 @@ async def closed_loop(
         wall = time.monotonic() - began
         cpu = cpu_seconds(server_pid) - cpu_before
     return result, wall, cpu
+
+
+def stages(result: RestResult) -> str:
+    """Median and p99 of each stage the engine timed (of the replies that were generated),
+    and of the time outside the engine."""
+    parts = [
+        f"{stage} {statistics.median(ms):.1f}/{pct(ms, 0.99):.1f}"
+        for stage, ms in result.stages.items()
+        if len(ms) * 2 >= len(result.latencies)
+    ]
+    return "ms median/p99: " + ", ".join(parts) if parts else "no timings"
 
 
 def describe(result: RestResult, wall: float, cpu: float) -> str:
@@ -808,6 +827,7 @@ async def main() -> int:
                     f"{pct(rest.waits or [0.0], 0.99):.1f} ms",
                     flush=True,
                 )
+                print(f"  where the time went (for information): {stages(rest)}", flush=True)
                 p99 = pct(rest.latencies or [float("inf")], 0.99)
                 verdicts += rest_verdicts(
                     achieved,
