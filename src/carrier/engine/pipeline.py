@@ -443,6 +443,15 @@ class Engine:
         text = neutralize_mentions(text)
         return clamp_length(text, self.settings.max_reply_chars) or "…"
 
+    async def replies_logged(self) -> None:
+        """Wait until the replies handed out so far are in the log (not those handed out
+        meanwhile: under load that could be forever), so whoever reads the log next sees the
+        replies that came before it."""
+        pending = list(self._learning.values())
+        if pending:
+            self.parts.recorder.hurry()
+            await asyncio.gather(*pending, return_exceptions=True)
+
     async def drain(self) -> None:
         """Wait until every reply handed out has been logged (and its LLM usage recorded)."""
         while self._learning:

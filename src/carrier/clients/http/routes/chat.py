@@ -67,6 +67,9 @@ async def recent_messages(
     key: ChatKey,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[LoggedOut]:
+    # Replies are logged in the background, shortly after they were answered: a reply this
+    # caller (or anyone) was given is in the log it reads.
+    await ctx.engine.replies_logged()
     now = ctx.engine.now()
     since = now - timedelta(hours=ctx.settings.engine.short_term_hours)
     logged = await ctx.store.messages.recent(ctx.agent_id, channel_id, since, limit)
