@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from carrier import heap
 from carrier.bootstrap import build_engine_for, open_memory, prepare_store
 from carrier.clients.http.app import create_app
+from carrier.clients.http.corked import CorkedHttpToolsProtocol
 from carrier.clients.http.relay import RedisRelay
 from carrier.engine.pipeline import Engine
 from carrier.generation.responder import Generator
@@ -35,11 +36,13 @@ def uvicorn_config(
     app: FastAPI, settings: Settings, *, host: str | None = None, port: int | None = None
 ) -> uvicorn.Config:
     """uvicorn as the API wants it: the WebSocket frame limit from the settings, no access
-    log (it would hold every path; Carrier's own logs and /metrics say what happened)."""
+    log (it would hold every path; Carrier's own logs and /metrics say what happened), each
+    response in one write (:mod:`carrier.clients.http.corked`)."""
     return uvicorn.Config(
         app,
         host=host or settings.api.host,
         port=settings.api.port if port is None else port,
+        http=CorkedHttpToolsProtocol,
         ws="websockets-sansio",
         ws_max_size=settings.api.max_ws_message_bytes,
         ws_per_message_deflate=False,
