@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from carrier.logs import HTTP_CLIENT_LOGGERS
 from carrier.store.database import create_engine
@@ -230,3 +231,9 @@ class RedisServer:
         with socket.create_connection(("127.0.0.1", self.port), timeout=2) as conn:
             conn.sendall(b"FLUSHALL\r\n")
             conn.recv(16)
+
+    def numsub(self, topic: str) -> int:
+        """How many subscribers ``topic`` has (PUBSUB NUMSUB)."""
+        with redis.Redis(port=self.port, socket_timeout=2) as client:
+            counts = dict(client.pubsub_numsub(topic))
+        return int(counts.get(topic.encode(), 0))

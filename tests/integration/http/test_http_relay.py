@@ -41,6 +41,7 @@ async def test_broadcasts_cross_processes_and_survive_a_redis_outage(
     heard: list[dict[str, Any]] = []
     other = RedisRelay(redis_server.url, "fish")  # stands for another process of the agent
     other.attach(lambda channel, frame: heard.append({"channel": channel, **json.loads(frame)}))
+    other.listen("general")  # it has a listener there
     async with (
         RedisRelay(redis_server.url, "fish") as relay,
         other,
@@ -78,5 +79,53 @@ async def test_broadcasts_cross_processes_and_survive_a_redis_outage(
             await _eventually(lambda: any(e.get("author_id") == "cy" for e in heard))
             other.publish("general", encode({"type": "message", "author_id": "far-2"}))
             while (await next_event(socket, "message"))["author_id"] != "far-2":
+                pass
+        await socket.close()
+
+
+async def test_a_process_hears_only_the_channels_it_has_listeners_in(
+    tmp_path: Path, redis_server: Any
+) -> None:
+    """Per-channel topics: broadcasts of a channel nobody listens to through a process never
+    reach it; its first listener subscribes the channel, its last one leaving unsubscribes
+    it, and a subscription made again after an outage has the channels wanted then."""
+    heard: list[tuple[str, str]] = []
+    other = RedisRelay(redis_server.url, "fish")
+    other.attach(lambda channel, frame: heard.append((channel, json.loads(frame)["author_id"])))
+    async with (
+        RedisRelay(redis_server.url, "fish") as relay,
+        other,
+        running_api(make_settings(tmp_path), relay=relay) as api,
+    ):
+        await _eventually(lambda: relay.subscribed.is_set() and other.subscribed.is_set())
+        socket = await _open(api)  # a listener of "general" on the API's process
+        async with api.client(api.chat_key) as client:
+            # Said on the API's process in a channel the other process does not listen to.
+            quiet = "/api/v1/agents/fish/channels/quiet/messages"
+            assert (await client.post(quiet, json={"author_id": "ana", "text": "hm"})).is_success
+            # Said by the other process: "general" reaches the API's listener, "quiet" nobody.
+            other.publish("quiet", encode({"type": "message", "author_id": "nobody-hears"}))
+            other.publish("general", encode({"type": "message", "author_id": "far"}))
+            assert (await next_event(socket, "message"))["author_id"] == "far"
+            other.listen("quiet")
+            await _eventually(lambda: redis_server.numsub(other.channel_topic("quiet")) == 1)
+            assert (await client.post(quiet, json={"author_id": "bo", "text": "hm"})).is_success
+            await _eventually(lambda: ("quiet", "bo") in heard)
+            assert ("quiet", "ana") not in heard  # said before it listened: never sent to it
+            other.unlisten("quiet")
+            await _eventually(lambda: redis_server.numsub(other.channel_topic("quiet")) == 0)
+
+            await socket.close()  # the last listener of "general" here leaves
+            await _eventually(lambda: redis_server.numsub(relay.channel_topic("general")) == 0)
+            socket = await _open(api)
+            await _eventually(lambda: redis_server.numsub(relay.channel_topic("general")) == 1)
+
+            redis_server.stop()
+            redis_server.resume()
+            # Subscribed again, with the channel that has a listener now.
+            await _eventually(lambda: redis_server.numsub(relay.channel_topic("general")) == 1)
+            await _eventually(lambda: relay.subscribed.is_set())
+            other.publish("general", encode({"type": "message", "author_id": "after"}))
+            while (await next_event(socket, "message"))["author_id"] != "after":
                 pass
         await socket.close()

@@ -104,6 +104,12 @@ class Relay(Protocol):
     def publish(self, channel_id: str, frame: str) -> None:
         """Send this process's broadcast on; never blocks."""
 
+    def listen(self, channel_id: str) -> None:
+        """The channel got its first listener in this process: hear the others' broadcasts."""
+
+    def unlisten(self, channel_id: str) -> None:
+        """The channel's last listener in this process left."""
+
 
 class ChannelHub:
     """The listeners of each channel in this process; with a ``relay``, broadcasts also reach
@@ -117,7 +123,12 @@ class ChannelHub:
             relay.attach(self.deliver)
 
     def join(self, channel_id: str, listener: Listener) -> None:
-        self._channels.setdefault(channel_id, set()).add(listener)
+        members = self._channels.get(channel_id)
+        if members is None:
+            members = self._channels[channel_id] = set()
+            if self._relay is not None:
+                self._relay.listen(channel_id)
+        members.add(listener)
 
     def leave(self, channel_id: str, listener: Listener) -> None:
         members = self._channels.get(channel_id)
@@ -125,6 +136,8 @@ class ChannelHub:
             members.discard(listener)
             if not members:
                 del self._channels[channel_id]
+                if self._relay is not None:
+                    self._relay.unlisten(channel_id)
 
     def publish(self, channel_id: str, event: dict[str, Any]) -> int:
         """Offer ``event`` to every listener of the channel (here, and through the relay
