@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -231,6 +232,15 @@ class RedisServer:
         with socket.create_connection(("127.0.0.1", self.port), timeout=2) as conn:
             conn.sendall(b"FLUSHALL\r\n")
             conn.recv(16)
+
+    def freeze(self) -> None:
+        """Hang the server (SIGSTOP): connections stay open and nothing is answered."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
 
     def numsub(self, topic: str) -> int:
         """How many subscribers ``topic`` has (PUBSUB NUMSUB)."""

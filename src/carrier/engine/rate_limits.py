@@ -16,6 +16,7 @@ storages work unchanged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -35,6 +36,10 @@ from carrier.settings import RateLimitSettings
 log = logging.getLogger(__name__)
 
 _RETRY_SHARED_AFTER = 10.0
+SHARED_ANSWER_WITHIN_SECONDS = 1.0
+"""How long a check may wait for the shared storage before limiting in memory.  One
+``asyncio.timeout`` around the check, not redis-py's ``socket_timeout``, which on Python 3.11
+runs every command's write as a task of its own (``asyncio.wait_for``)."""
 
 _ACQUIRE_BOTH = """
 local now = tonumber(ARGV[1])
@@ -78,8 +83,7 @@ def redis_storage(redis_url: str) -> Storage:
         uri,
         implementation="redispy",
         wrap_exceptions=True,
-        socket_timeout=1.0,
-        socket_connect_timeout=1.0,
+        socket_connect_timeout=SHARED_ANSWER_WITHIN_SECONDS,
     )
 
 
@@ -108,7 +112,10 @@ class RateLimiter:
         if self.shared and self._shared is not None:
             limiter = self._shared
         try:
-            return await self._check(limiter, agent_id, user_id)
+            if limiter is self._local:
+                return await self._check(limiter, agent_id, user_id)
+            async with asyncio.timeout(SHARED_ANSWER_WITHIN_SECONDS):
+                return await self._check(limiter, agent_id, user_id)
         except Exception as exc:  # the shared storage failed: carry on in memory
             if limiter is self._local:
                 raise

@@ -19,6 +19,7 @@ Keys (``carrier:{agent}:`` prefix):
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -50,6 +51,11 @@ redis.call('EXPIRE', KEYS[1], active and ARGV[4] or ARGV[5])
 
 RETRY_AFTER_SECONDS = 5.0
 POOL_WAIT_SECONDS = 0.5
+ANSWER_WITHIN_SECONDS = 0.5
+"""How long one mirror operation may take before Redis counts as unavailable (a hung server
+must not hold up replies).  An ``asyncio.timeout`` around the whole operation rather than
+redis-py's ``socket_timeout``, which on Python 3.11 runs every command's write as a task of
+its own (``asyncio.wait_for``); an operation cut short drops its connection."""
 
 
 def _encode(message: LoggedMessage) -> bytes:
@@ -131,8 +137,7 @@ class RedisMirror:
             url,
             max_connections=max_connections,
             timeout=POOL_WAIT_SECONDS,
-            socket_timeout=0.5,
-            socket_connect_timeout=0.5,
+            socket_connect_timeout=ANSWER_WITHIN_SECONDS,
         )
         return cls(Redis(connection_pool=pool), **kw)
 
@@ -190,22 +195,23 @@ class RedisMirror:
             return
         agent_id = messages[0].agent_id
         try:
-            await self._recover(agent_id)
-            now = time.time()
-            pipe = self._redis.pipeline(transaction=False)
-            channels = {m.channel_id for m in messages}
-            for message in messages:
-                key = self._log_key(agent_id, message.channel_id)
-                pipe.zadd(key, {_encode(message): message.created_at.timestamp()})
-            for channel_id in channels:
-                key = self._log_key(agent_id, channel_id)
-                pipe.zremrangebyscore(key, "-inf", now - self._window.total_seconds())
-                pipe.zremrangebyrank(key, 0, -self._max - 1)
-                pipe.expire(key, int(self._window.total_seconds()))
-            for message in messages:
-                if not message.is_self:
-                    self._touch_user(pipe, agent_id, message)
-            await pipe.execute()
+            async with asyncio.timeout(ANSWER_WITHIN_SECONDS):
+                await self._recover(agent_id)
+                now = time.time()
+                pipe = self._redis.pipeline(transaction=False)
+                channels = {m.channel_id for m in messages}
+                for message in messages:
+                    key = self._log_key(agent_id, message.channel_id)
+                    pipe.zadd(key, {_encode(message): message.created_at.timestamp()})
+                for channel_id in channels:
+                    key = self._log_key(agent_id, channel_id)
+                    pipe.zremrangebyscore(key, "-inf", now - self._window.total_seconds())
+                    pipe.zremrangebyrank(key, 0, -self._max - 1)
+                    pipe.expire(key, int(self._window.total_seconds()))
+                for message in messages:
+                    if not message.is_self:
+                        self._touch_user(pipe, agent_id, message)
+                await pipe.execute()
         except (RedisError, OSError) as exc:
             self._failed(exc, "writing")
 
@@ -228,9 +234,10 @@ class RedisMirror:
         if not self.available:
             return
         try:
-            await self._redis.delete(
-                self._log_key(agent_id, channel_id), self._marker_key(agent_id, channel_id)
-            )
+            async with asyncio.timeout(ANSWER_WITHIN_SECONDS):
+                await self._redis.delete(
+                    self._log_key(agent_id, channel_id), self._marker_key(agent_id, channel_id)
+                )
         except (RedisError, OSError) as exc:
             self._failed(exc, "invalidating")
 
@@ -243,9 +250,10 @@ class RedisMirror:
         for channel_id in channel_ids:
             keys += [self._log_key(agent_id, channel_id), self._marker_key(agent_id, channel_id)]
         try:
-            if not self.available:
-                raise ConnectionError("the mirror is paused after a failure")
-            await self._redis.delete(*keys)
+            async with asyncio.timeout(ANSWER_WITHIN_SECONDS):
+                if not self.available:
+                    raise ConnectionError("the mirror is paused after a failure")
+                await self._redis.delete(*keys)
         except (RedisError, OSError) as exc:
             self._pending_forget.update(keys)
             self._failed(exc, "forgetting a user")
@@ -266,19 +274,20 @@ class RedisMirror:
             self.misses += 1
             return None
         try:
-            await self._recover(agent_id)
-            high = f"({before.timestamp()}" if before is not None else "+inf"
-            # One round trip: the marker and the range together (the range is thrown away
-            # when the marker says the mirror does not hold the whole period).
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.get(self._marker_key(agent_id, channel_id))
-            pipe.zrevrangebyscore(
-                self._log_key(agent_id, channel_id), high, since.timestamp(), start=0, num=limit
-            )
-            marker, raw = await pipe.execute()
-            if marker is None or float(marker) > since.timestamp():
-                self.misses += 1
-                return None
+            async with asyncio.timeout(ANSWER_WITHIN_SECONDS):
+                await self._recover(agent_id)
+                high = f"({before.timestamp()}" if before is not None else "+inf"
+                # One round trip: the marker and the range together (the range is thrown away
+                # when the marker says the mirror does not hold the whole period).
+                pipe = self._redis.pipeline(transaction=False)
+                pipe.get(self._marker_key(agent_id, channel_id))
+                pipe.zrevrangebyscore(
+                    self._log_key(agent_id, channel_id), high, since.timestamp(), start=0, num=limit
+                )
+                marker, raw = await pipe.execute()
+                if marker is None or float(marker) > since.timestamp():
+                    self.misses += 1
+                    return None
         except (RedisError, OSError) as exc:
             self._failed(exc, "reading")
             self.misses += 1
@@ -303,17 +312,18 @@ class RedisMirror:
             return
         start = since if complete or not newest_first else newest_first[-1].created_at
         try:
-            key = self._log_key(agent_id, channel_id)
-            pipe = self._redis.pipeline(transaction=True)
-            if newest_first:
-                pipe.zadd(key, {_encode(m): m.created_at.timestamp() for m in newest_first})
-            pipe.expire(key, int(self._window.total_seconds()))
-            pipe.set(
-                self._marker_key(agent_id, channel_id),
-                start.timestamp(),
-                ex=int(self._window.total_seconds()),
-            )
-            await pipe.execute()
+            async with asyncio.timeout(ANSWER_WITHIN_SECONDS):
+                key = self._log_key(agent_id, channel_id)
+                pipe = self._redis.pipeline(transaction=True)
+                if newest_first:
+                    pipe.zadd(key, {_encode(m): m.created_at.timestamp() for m in newest_first})
+                pipe.expire(key, int(self._window.total_seconds()))
+                pipe.set(
+                    self._marker_key(agent_id, channel_id),
+                    start.timestamp(),
+                    ex=int(self._window.total_seconds()),
+                )
+                await pipe.execute()
         except (RedisError, OSError) as exc:
             self._failed(exc, "rebuilding")
 
@@ -321,7 +331,8 @@ class RedisMirror:
         if not self.available:
             return None
         try:
-            raw = await self._redis.hgetall(self._user_key(agent_id, user_id))
+            async with asyncio.timeout(ANSWER_WITHIN_SECONDS):
+                raw = await self._redis.hgetall(self._user_key(agent_id, user_id))
         except (RedisError, OSError) as exc:
             self._failed(exc, "reading activity")
             return None

@@ -13,7 +13,7 @@ from limits import parse
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio.connection import Connection
 
-from carrier.engine.rate_limits import RateLimiter, redis_storage
+from carrier.engine.rate_limits import SHARED_ANSWER_WITHIN_SECONDS, RateLimiter, redis_storage
 from carrier.settings import RateLimitSettings
 
 LIMITS = RateLimitSettings(per_user="3/minute", **{"global": "1000/minute"})
@@ -192,3 +192,24 @@ async def test_windows_filled_by_limits_itself_are_honoured_and_read_back(
     others = [await limiter.check(agent, user) for user in ("b", "c", "d")]
     assert [v.allowed for v in others] == [True, True, False]
     assert others[2].scope == "global" and 0 < others[2].retry_after <= 60
+
+
+async def test_a_hung_redis_is_given_up_on_within_a_second(redis_server: Any) -> None:
+    """Redis accepts connections and answers nothing (SIGSTOP): the check waits
+    SHARED_ANSWER_WITHIN_SECONDS, then limits in memory; later checks do not wait."""
+    agent = fresh_agent()
+    limiter = RateLimiter(LIMITS, redis_storage(redis_server.url))
+    assert (await limiter.check(agent, "alice")).allowed and limiter.shared
+    redis_server.freeze()
+    try:
+        began = time.monotonic()
+        first = await limiter.check(agent, "carol")
+        took = time.monotonic() - began
+        assert first.allowed and not limiter.shared
+        assert SHARED_ANSWER_WITHIN_SECONDS * 0.9 <= took < SHARED_ANSWER_WITHIN_SECONDS + 1.0
+        began = time.monotonic()
+        rest = [await limiter.check(agent, "carol") for _ in range(3)]
+        assert time.monotonic() - began < 0.5
+        assert [v.allowed for v in rest] == [True, True, False]
+    finally:
+        redis_server.thaw()

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import random
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,9 +19,15 @@ from redis.asyncio.connection import Connection
 from carrier.bootstrap import build_engine_for
 from carrier.engine.messages import IncomingMessage
 from carrier.engine.pipeline import Engine
+from carrier.engine.rate_limits import SHARED_ANSWER_WITHIN_SECONDS
 from carrier.memory.api import Memory
 from carrier.memory.consolidation import OfflineExtractor
-from carrier.memory.redis_mirror import ACTIVE_TTL, INACTIVE_TTL, RedisMirror
+from carrier.memory.redis_mirror import (
+    ACTIVE_TTL,
+    ANSWER_WITHIN_SECONDS,
+    INACTIVE_TTL,
+    RedisMirror,
+)
 from carrier.memory.vectors.registry import create_vector_index
 from carrier.persona.character import load_character
 from carrier.persona.service import import_character
@@ -127,6 +134,31 @@ async def test_redis_down_mid_conversation_then_back(engine: Engine, redis_serve
     await engine.drain()
     await window_texts(engine)  # rebuilt from the database: nothing written meanwhile lost
     assert await window_texts(engine) == await database_texts(engine)
+
+
+async def test_a_hung_redis_holds_a_reply_up_a_bounded_time(
+    engine: Engine, redis_server: Any
+) -> None:
+    """Redis accepts connections and answers nothing (stopped with SIGSTOP): the mirror gives
+    up after ANSWER_WITHIN_SECONDS and pauses, the rate limiter (on the same Redis here) after
+    SHARED_ANSWER_WITHIN_SECONDS, and the reply comes from the database."""
+    await engine.handle(message("before it hangs, fish", mentions_bot=True))
+    await engine.drain()
+    await window_texts(engine)
+    redis_server.freeze()
+    try:
+        began = time.monotonic()
+        during = await engine.handle(message("while it hangs, fish?", mentions_bot=True))
+        took = time.monotonic() - began
+        assert during.reply is not None and during.reply.text.strip()
+        bound = ANSWER_WITHIN_SECONDS + SHARED_ANSWER_WITHIN_SECONDS
+        assert bound * 0.9 <= took < bound + 1.0
+        mirror = engine.parts.short_term.mirror
+        assert mirror is not None and not mirror.available
+        await engine.drain()
+        assert "while it hangs, fish?" in await window_texts(engine)
+    finally:
+        redis_server.thaw()
 
 
 async def test_activity_based_ttl(engine: Engine, redis_server: Any) -> None:
