@@ -18,9 +18,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+from redis.asyncio.connection import Connection as RedisConnection
 
 from carrier.logs import HTTP_CLIENT_LOGGERS
 from carrier.store.database import create_engine
@@ -153,6 +155,36 @@ async def store(database_url: str) -> AsyncIterator[Store]:
     await store.agents.ensure("fish", "Fish")
     yield store
     await store.close()
+
+
+@pytest.fixture
+def redis_trips(monkeypatch: pytest.MonkeyPatch) -> RedisTrips:
+    """Counts the round trips redis-py's asyncio connections make (see RedisTrips)."""
+    return RedisTrips(monkeypatch)
+
+
+class RedisTrips:
+    """Between :meth:`start` and :meth:`stop`, every packed command (a command or a whole
+    pipeline: one round trip) that an asyncio redis-py connection sends lands in ``sent``."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._monkeypatch = monkeypatch
+        self._send = RedisConnection.send_packed_command
+        self.sent: list[object] = []
+
+    def start(self) -> None:
+        send, sent = self._send, self.sent
+
+        async def counted(
+            connection: RedisConnection, command: Any, check_health: bool = True
+        ) -> None:
+            sent.append(command)
+            await send(connection, command, check_health)
+
+        self._monkeypatch.setattr(RedisConnection, "send_packed_command", counted)
+
+    def stop(self) -> None:
+        self._monkeypatch.setattr(RedisConnection, "send_packed_command", self._send)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from limits import parse
 from limits.aio.strategies import MovingWindowRateLimiter
-from redis.asyncio.connection import Connection
 
 from carrier.engine.rate_limits import SHARED_ANSWER_WITHIN_SECONDS, RateLimiter, redis_storage
 from carrier.settings import RateLimitSettings
@@ -151,23 +150,16 @@ async def test_redis_down_falls_back_to_memory_and_never_raises(
 
 
 async def test_a_message_let_in_costs_one_round_trip_to_redis(
-    redis_server: Any, monkeypatch: pytest.MonkeyPatch
+    redis_server: Any, redis_trips: Any
 ) -> None:
     """Both windows in one script call: the per-message cost under load is one trip, not
     one per window."""
     agent = fresh_agent()
     limiter = RateLimiter(LIMITS, redis_storage(redis_server.url))
     assert (await limiter.check(agent, "alice")).allowed  # connected, script loaded
-    sent: list[Any] = []
-    send = Connection.send_packed_command
-
-    async def counted(self: Connection, command: Any, check_health: bool = True) -> None:
-        sent.append(command)
-        await send(self, command, check_health)
-
-    monkeypatch.setattr(Connection, "send_packed_command", counted)
+    redis_trips.start()
     assert (await limiter.check(agent, "alice")).allowed
-    assert len(sent) == 1
+    assert len(redis_trips.sent) == 1
 
 
 async def test_windows_filled_by_limits_itself_are_honoured_and_read_back(

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from redis.asyncio.connection import Connection
 
 from carrier.bootstrap import build_engine_for
 from carrier.engine.messages import IncomingMessage
@@ -310,7 +309,7 @@ async def test_a_burst_of_readers_waits_for_connections_instead_of_failing(
 
 
 async def test_a_batch_is_mirrored_in_one_round_trip_with_each_authors_activity(
-    redis_server: Any, monkeypatch: pytest.MonkeyPatch
+    redis_server: Any, redis_trips: Any
 ) -> None:
     """The recorder's batch (messages of several users, one of them twice, and the bot's
     reply) goes to Redis in one round trip, activity included: the reply that waits for it
@@ -338,19 +337,12 @@ async def test_a_batch_is_mirrored_in_one_round_trip_with_each_authors_activity(
         line(4, "fish", now, is_self=True),
     ]
     assert await mirror.activity("fish", "u-nobody") is None  # connected (its handshake)
-    sent: list[Any] = []
-    send = Connection.send_packed_command
-
-    async def counted(self: Connection, command: Any, check_health: bool = True) -> None:
-        sent.append(command)
-        await send(self, command, check_health)
-
-    monkeypatch.setattr(Connection, "send_packed_command", counted)
+    redis_trips.start()
     client = Redis.from_url(redis_server.url)
     try:
         await mirror.add(batch)
-        assert len(sent) == 1
-        monkeypatch.setattr(Connection, "send_packed_command", send)
+        assert len(redis_trips.sent) == 1
+        redis_trips.stop()
         assert await mirror.activity("fish", "u-ana") == {
             "name": "ana",
             "last_active": repr(now.timestamp()),
