@@ -22,7 +22,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
@@ -97,9 +96,11 @@ class RateLimiter:
         self._both: AsyncScript | None = None
         self._prefixed: Callable[[str], str] = str
         if isinstance(storage, RedisStorage) and isinstance(storage.bridge, RedispyBridge):
-            client = cast(Redis, storage.bridge.get_connection())  # limits' own client
-            self._both = client.register_script(_ACQUIRE_BOTH)
-            self._prefixed = storage.bridge.prefixed_key
+            client: object = storage.bridge.get_connection()  # limits' own client
+            # One server (not a cluster, whose two windows could live on two nodes).
+            if isinstance(client, Redis):
+                self._both = client.register_script(_ACQUIRE_BOTH)
+                self._prefixed = storage.bridge.prefixed_key
 
     @property
     def shared(self) -> bool:
