@@ -455,8 +455,7 @@ class Engine:
     async def drain(self) -> None:
         """Wait until every reply handed out has been logged (and its LLM usage recorded)."""
         while self._learning:
-            self.parts.recorder.hurry()
-            await asyncio.gather(*self._learning.values(), return_exceptions=True)
+            await self.replies_logged()
         if self.parts.usage is not None:
             await self.parts.usage.flush()
 

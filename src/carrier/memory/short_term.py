@@ -27,8 +27,9 @@ framing).  Sized for short lines, the first page usually fills the budget, and a
 
 def message_tokens(message: LoggedMessage) -> int:
     """What one transcript line costs: the speaker's name and the text (each as
-    :func:`estimate_tokens`, inlined: counted for every line of every window)."""
-    return len(message.author_name) // 4 + len(message.text) // 4 + 8
+    :func:`estimate_tokens`, inlined, its framing twice being MIN_TOKENS: counted for every
+    line of every window)."""
+    return len(message.author_name) // 4 + len(message.text) // 4 + MIN_TOKENS
 
 
 class ShortTermMemory:
